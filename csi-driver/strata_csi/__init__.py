@@ -1,0 +1,1 @@
+"""The Strata CSI driver (csi.strata.dev) and the /dev/fuse device plugin."""

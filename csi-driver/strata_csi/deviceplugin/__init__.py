@@ -1,0 +1,1 @@
+"""Kubelet device plugin that advertises strata.dev/fuse."""

@@ -1,0 +1,1 @@
+"""The Strata operator (kopf): Volume, VolumeVersion and StagingVolume."""

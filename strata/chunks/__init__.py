@@ -1,0 +1,1 @@
+"""Strata engine layer: chunks (see docs/architecture.md)."""

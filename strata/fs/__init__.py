@@ -1,0 +1,1 @@
+"""Strata engine layer: fs (see docs/architecture.md)."""

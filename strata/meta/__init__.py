@@ -1,0 +1,1 @@
+"""Strata engine layer: meta (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Strata engine layer: sdk (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Strata engine layer: store (see docs/architecture.md)."""
