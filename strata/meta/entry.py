@@ -13,10 +13,10 @@ within a version) and identical content; readers map one ``link_id`` to one inod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     FILE = "f"
     DIR = "d"
     SYMLINK = "l"

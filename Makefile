@@ -1,0 +1,56 @@
+# Strata — every set-up step a fresh machine needs is a target here.
+#   make test   install everything (Debian packages, Python deps, Go tools), lint, run the suite
+#   make demo   the main job on the embedded local store (real FUSE, no cluster)
+#   make tools  build the pinned Go tools into the cache ($(TOOLS_DIR))
+#   make lint   ruff + import layering contracts
+#   make bench  benchmarks (JSON + table)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export STRATA_TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/strata/tools
+PYTEST_ARGS ?=
+APT_PACKAGES := fuse libfuse-dev pkg-config gcc
+
+.PHONY: test demo lint tools bench deps system-deps venv clean
+
+test: deps tools lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+deps: system-deps venv
+
+# Debian packages: llfuse builds against libfuse 2; fusermount for unmounting.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py $(shell find proto -name '*.proto')
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+tools:
+	tools/build.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+demo:
+	@echo "make demo: not implemented yet — the filesystem issue (llfuse mounts, SDK) adds it." >&2
+	@exit 1
+
+bench:
+	@echo "make bench: not implemented yet — the filesystem issue adds the benchmarks." >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) build *.egg-info csi-driver/strata_csi/_proto
