@@ -1,13 +1,63 @@
-"""Entry point of the ``strata`` command (the engine issue fills in the verbs)."""
+"""The ``strata`` command: a thin layer over the engine's Python API.
+
+Errors the engine raises on purpose (bad names, unknown volumes, unreachable stores)
+print as one line on stderr with a non-zero exit status; never a traceback. Set
+``STRATA_DEBUG=1`` to see tracebacks of unexpected failures.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
+import click
 
-def main() -> int:
-    print("strata: not yet implemented", file=sys.stderr)
-    return 2
+from strata.cli.context import CliContext, default_store_url
+from strata.cli.gc import gc
+from strata.cli.volume import volume
+from strata.errors import StrataError
+
+EXIT_ERROR = 1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    default=default_store_url,
+    show_default="$STRATA_STORE or a directory under the user's data dir",
+    help="Store URL: file:///abs/path or s3://bucket/prefix?endpoint=…&region=…",
+)
+@click.version_option(package_name="strata")
+@click.pass_context
+def cli(ctx: click.Context, store_url: str) -> None:
+    """Versioned, forkable volumes backed by an object store."""
+    ctx.obj = CliContext(store_url)
+
+
+cli.add_command(volume)
+cli.add_command(gc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="strata", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("strata: aborted", err=True)
+        return EXIT_ERROR
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except StrataError as exc:
+        click.echo(f"strata: error: {exc}", err=True)
+        return EXIT_ERROR
+    except (ValueError, OSError) as exc:
+        if os.environ.get("STRATA_DEBUG"):
+            raise
+        click.echo(f"strata: error: {exc}", err=True)
+        return EXIT_ERROR
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""What every command needs: the store URL, the repository, and output helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from strata.meta.repo import Repository
+from strata.store import open_store
+
+
+def default_store_url() -> str:
+    """``$STRATA_STORE``, else a directory store under the user's data dir."""
+    if url := os.environ.get("STRATA_STORE"):
+        return url
+    import platformdirs
+
+    return f"file://{Path(platformdirs.user_data_dir('strata')) / 'store'}"
+
+
+@dataclass
+class CliContext:
+    store_url: str
+    _repo: Repository | None = field(default=None, repr=False)
+    console: Console = field(default_factory=Console)
+
+    @property
+    def repo(self) -> Repository:
+        """The repository, opened on first use (so ``--help`` never touches a store)."""
+        if self._repo is None:
+            self._repo = Repository.open(open_store(self.store_url))
+        return self._repo
+
+    def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        self.console.print(table)
+
+    @staticmethod
+    def json(value: Any) -> None:
+        json.dump(value, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
+)
