@@ -87,19 +87,17 @@ class _Base:
         node = self._dir_node(root)
         if isinstance(node, DirPage):
             return None
-        refs: list[ChildRef] = []
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            assert isinstance(n, DirIndex)
-            for child in reversed(n.children):
-                sub = self._dir_node(child.hash)
-                if isinstance(sub, DirPage):
-                    refs.append(child)
-                else:
-                    stack.append(sub)
-        refs.reverse()  # collected right to left
-        return refs
+        return list(self._pages_below(node))
+
+    def _pages_below(self, node: DirIndex) -> Iterator[ChildRef]:
+        if node.level == 1:
+            yield from node.children
+            return
+        for child in node.children:
+            sub = self._dir_node(child.hash)
+            if not isinstance(sub, DirIndex) or sub.level != node.level - 1:
+                raise CorruptObject(f"trees/{child.hash}", "index levels do not match")
+            yield from self._pages_below(sub)
 
     def _dir_node(self, digest: str) -> DirPage | DirIndex:
         node = self.node(digest)
@@ -191,7 +189,7 @@ class TreeWriter(_Base):
             )
             refs = [
                 ChildRef(
-                    self._put(BlockIndex(tuple(g))),
+                    self._put(BlockIndex(tuple(g), level)),
                     sum(r.count for r in g),
                     nbytes=sum(r.nbytes for r in g),
                 )
@@ -226,7 +224,7 @@ class TreeWriter(_Base):
         level = 1
         while len(refs) > 1:
             if len(refs) <= fmt.SINGLE_PAGE_MAX:
-                return self._put(DirIndex(tuple(refs)))
+                return self._put(DirIndex(tuple(refs), level))
             groups = fmt.cut(
                 refs,
                 level,
@@ -234,7 +232,9 @@ class TreeWriter(_Base):
                 lambda r: len(fmt.canonical_json([r.key, r.hash, r.count])),
             )
             refs = [
-                ChildRef(self._put(DirIndex(tuple(g))), sum(r.count for r in g), key=g[0].key)
+                ChildRef(
+                    self._put(DirIndex(tuple(g), level)), sum(r.count for r in g), key=g[0].key
+                )
                 for g in groups
             ]
             level += 1
