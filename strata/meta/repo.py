@@ -107,7 +107,9 @@ class Repository:
         try:
             fmt = json.loads(data)["format"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise UnsupportedFormat(f"{store.url}: unreadable {FORMAT_KEY}: {exc}") from exc
+            raise UnsupportedFormat(
+                f"{store.url}: unreadable format marker {FORMAT_KEY}: {exc}"
+            ) from exc
         if not isinstance(fmt, int) or fmt != FORMAT_VERSION:
             raise UnsupportedFormat(
                 f"{store.url} uses store format {fmt!r}; this Strata reads format "
