@@ -3,7 +3,7 @@
 from strata.chunks.cache import CacheStats, ChunkCache
 from strata.chunks.codec import decode, encode
 from strata.chunks.hashing import CHUNK_SIZE, content_hash
-from strata.chunks.objects import ContentStats, ContentStore
+from strata.chunks.objects import ContentStats, ContentStore, StaleData
 from strata.chunks.reader import Block, BlockReader, file_size
 from strata.chunks.uploader import Uploader
 
@@ -15,6 +15,7 @@ __all__ = [
     "ChunkCache",
     "ContentStats",
     "ContentStore",
+    "StaleData",
     "Uploader",
     "content_hash",
     "decode",

@@ -20,11 +20,12 @@ Eviction is LRU by file mtime: a hit or a repeated put bumps the file's mtime to
 strictly increasing per-process clock, so order holds even inside one timer tick.
 The bytes cached are counted in the ``.lock`` file itself (8 bytes, little-endian),
 updated under its ``flock`` by every put and removal, so processes sharing the
-directory share one total. When a put takes it over ``max_bytes``, the process holding
-the lock rescans the directory (which also corrects any drift, e.g. from a crash
-between a rename and the count update) and deletes the least recently used files until
+directory share one total; a file is renamed into place and counted under the same
+lock. When a put takes the total over ``max_bytes``, the process holding the lock
+rescans the directory (which also corrects any drift, e.g. from a crash between a
+rename and the count update) and deletes the least recently used files until
 the total is at most ``low_water * max_bytes``; evicting below the limit amortises the
-rescan. The counted total is thus at most ``max_bytes`` whenever no put is midway.
+rescan. The total is thus at most ``max_bytes`` whenever the lock is free.
 """
 
 from __future__ import annotations
@@ -131,17 +132,19 @@ class ChunkCache:
             with open(tmp, "wb") as f:
                 f.write(data)
             # No fsync: a torn file after a crash fails verification and is refetched.
-            os.replace(tmp, path)
-        except BaseException:
+            # Rename and count under the lock, so a rescan never sees an uncounted file.
+            with self._shared():
+                if path.exists():
+                    return  # another thread or process cached it meanwhile
+                os.replace(tmp, path)
+                self._touch(path)
+                total = self._read_total() + len(data)
+                if total > self.max_bytes:
+                    total = self._evict()
+                self._write_total(total)
+        finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            raise
-        self._touch(path)
-        with self._shared():
-            total = self._read_total() + len(data)
-            if total > self.max_bytes:
-                total = self._evict()
-            self._write_total(total)
 
     def discard(self, digest: str) -> None:
         """Drop ``digest`` from the cache if present."""

@@ -35,8 +35,10 @@ CORRUPT_OBJECTS = Counter(
 UPLOAD_QUEUE_DEPTH = Gauge(
     "strata_upload_queue_depth", "Blocks submitted for upload and not yet in the store"
 )
-UPLOADED_BLOCKS = Counter("strata_chunks_uploaded_blocks", "Blocks the uploader stored")
+UPLOADED_BLOCKS = Counter(
+    "strata_chunks_uploaded_blocks", "Blocks the uploader got into the store (dedup hits included)"
+)
 UPLOADED_BYTES = Counter(
-    "strata_chunks_uploaded_bytes", "Plaintext bytes of the blocks the uploader stored"
+    "strata_chunks_uploaded_bytes", "Plaintext bytes of the blocks the uploader got into the store"
 )
 UPLOAD_ERRORS = Counter("strata_chunks_upload_errors", "Block uploads that failed")

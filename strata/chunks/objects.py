@@ -21,20 +21,39 @@ reference; see docs/architecture.md (GC grace window).
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from strata.chunks import codec, metrics
 from strata.chunks.cache import ChunkCache
 from strata.chunks.hashing import CHUNK_SIZE, check_digest, content_hash
 from strata.chunks.layout import chunk_key, tree_key
-from strata.errors import CorruptObject, PreconditionFailed
+from strata.errors import CorruptObject, PreconditionFailed, StrataError
 from strata.store.base import Store
+
+log = logging.getLogger(__name__)
 
 _CHUNK = "chunk"
 _TREE = "tree"
 _KEY_OF = {_CHUNK: chunk_key, _TREE: tree_key}
+
+
+class StaleData(StrataError):
+    """Data handed over for upload no longer hashes to the digest it was staged under.
+
+    The caller changed or replaced a staged block without cancelling its upload; the
+    block is not stored (nothing references the new bytes).
+    """
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(
+            f"staged block {expected} changed before it was uploaded (it now hashes to "
+            f"{actual}); cancel a block's upload before rewriting its staged data"
+        )
+        self.expected = expected
+        self.actual = actual
 
 
 @dataclass(frozen=True)
@@ -72,7 +91,7 @@ class ContentStore:
         self._remember = remember
         self._present: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
-        self._stats = ContentStats()
+        self._counts: Counter[str] = Counter()
 
     # --- writes ----------------------------------------------------------------------
 
@@ -81,7 +100,7 @@ class ContentStore:
 
         ``expected``, when given, is the digest the caller computed earlier (e.g. when
         the block was staged); a mismatch means the staged data changed underneath and
-        raises CorruptObject rather than storing a block nobody references.
+        raises StaleData rather than storing a block nobody references.
         """
         if len(data) > CHUNK_SIZE:
             raise ValueError(f"chunk of {len(data)} bytes exceeds CHUNK_SIZE ({CHUNK_SIZE})")
@@ -95,7 +114,7 @@ class ContentStore:
         digest = content_hash(data)
         key = _KEY_OF[kind](digest)
         if expected and digest != expected:
-            raise CorruptObject(_KEY_OF[kind](expected), f"data to upload now hashes to {digest}")
+            raise StaleData(expected, digest)
         if self._known(kind, digest):
             self._dedup(kind)
             return digest
@@ -125,11 +144,10 @@ class ContentStore:
 
     def _get(self, kind: str, digest: str) -> bytes:
         check_digest(digest)
-        if self.cache is not None:
-            # Chunks and trees share the cache: equal digests mean equal plaintext.
-            hit = self.cache.get(digest)
-            if hit is not None:
-                return hit
+        # Chunks and trees share the cache: equal digests mean equal plaintext.
+        hit = self._cache_get(digest)
+        if hit is not None:
+            return hit
         key = _KEY_OF[kind](digest)
         blob = self.store.get(key)
         self._count(objects_read=1, bytes_read=len(blob))
@@ -142,9 +160,30 @@ class ContentStore:
             metrics.CORRUPT_OBJECTS.labels(kind).inc()
             raise
         self._remember_present(kind, digest)
-        if self.cache is not None:
-            self.cache.put(digest, data)
+        self._cache_put(digest, data)
         return data
+
+    # The cache only speeds reads up: a local disk problem (full, permissions, the
+    # directory removed) is logged and the read goes on from the store.
+
+    def _cache_get(self, digest: str) -> bytes | None:
+        if self.cache is None:
+            return None
+        try:
+            return self.cache.get(digest)
+        except OSError as exc:
+            log.warning(
+                "chunk cache %s unreadable, reading from the store: %s", self.cache.directory, exc
+            )
+            return None
+
+    def _cache_put(self, digest: str, data: bytes) -> None:
+        if self.cache is None:
+            return
+        try:
+            self.cache.put(digest, data)
+        except OSError as exc:
+            log.warning("could not cache %s in %s: %s", digest, self.cache.directory, exc)
 
     def has_chunk(self, digest: str) -> bool:
         """True when chunk ``digest`` exists in the store (asks the store if unsure)."""
@@ -168,7 +207,7 @@ class ContentStore:
     def stats(self) -> ContentStats:
         """A snapshot of what this ContentStore has done so far."""
         with self._lock:
-            return self._stats
+            return ContentStats(**self._counts)
 
     def forget_present(self) -> None:
         """Forget which objects are known present (e.g. after a GC sweep ran)."""
@@ -177,10 +216,7 @@ class ContentStore:
 
     def _count(self, **deltas: int) -> None:
         with self._lock:
-            s = self._stats
-            self._stats = ContentStats(
-                **{f: getattr(s, f) + deltas.get(f, 0) for f in s.__dataclass_fields__}
-            )
+            self._counts.update(deltas)
 
     def _dedup(self, kind: str) -> None:
         self._count(dedup_hits=1)

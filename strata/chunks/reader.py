@@ -6,6 +6,10 @@ hole and reads as zeros. Every block but the last is normally CHUNK_SIZE long; a
 shorter one in the middle is zero-filled up to the next block's start (sparse tail),
 so the file's length is ``(n - 1) * CHUNK_SIZE + blocks[-1].size``.
 
+A block the list names but the store lacks, or whose length disagrees with the list,
+raises CorruptObject (EIO): the version is damaged, and ENOENT from a read() would
+mislead.
+
 Blocks needed by one read are fetched in parallel. Fetches are kept as futures in a
 small LRU: a read of a block already being fetched (by ``prefetch`` or another
 thread's read) waits for that fetch instead of starting a second one, and recently
@@ -27,7 +31,7 @@ from typing import Protocol
 from strata.chunks.hashing import CHUNK_SIZE
 from strata.chunks.layout import chunk_key
 from strata.chunks.objects import ContentStore
-from strata.errors import CorruptObject
+from strata.errors import CorruptObject, ObjectNotFound
 
 
 class Block(Protocol):
@@ -75,7 +79,7 @@ class BlockReader:
             start = i * CHUNK_SIZE
             lo, hi = max(offset, start), min(end, start + len(data))
             if hi > lo:
-                out[lo - offset : hi - offset] = data[lo - start : hi - start]
+                out[lo - offset : hi - offset] = memoryview(data)[lo - start : hi - start]
         return bytes(out)
 
     def prefetch(self, blocks: Sequence[Block], indexes: Iterable[int]) -> None:
@@ -107,7 +111,7 @@ class BlockReader:
             if fut is not None and not _failed(fut):
                 self._fetches.move_to_end(block.hash)
                 return fut
-            fut = self._pool.submit(self.content.get_chunk, block.hash)
+            fut = self._pool.submit(self._get, block.hash)
             self._fetches[block.hash] = fut
             self._trim()
         fut.add_done_callback(lambda f, h=block.hash: self._forget_failed(h, f))
@@ -130,6 +134,14 @@ class BlockReader:
             if self._fetches[digest].done():
                 del self._fetches[digest]
                 excess -= 1
+
+    def _get(self, digest: str) -> bytes:
+        try:
+            return self.content.get_chunk(digest)
+        except ObjectNotFound as exc:
+            raise CorruptObject(
+                chunk_key(digest), "a file references this block but the store lacks it"
+            ) from exc
 
     @staticmethod
     def _checked(block: Block, data: bytes) -> bytes:

@@ -7,7 +7,9 @@ uploaded: ``cancel`` removes a block that has not started), then is stored throu
 requests in flight.
 
 Submissions are reference counted by digest: two files sharing a block submit it twice,
-and deleting one of them (one ``cancel``) does not cancel the other's upload.
+and deleting one of them (one ``cancel``) does not cancel the other's upload. Every
+staged path submitted for a digest is kept, and the upload uses the first one that
+still holds the block, so deleting the first file's staging copy does not fail it.
 
 Failures are never dropped. A failed block is kept (counted by ``pending()``) and the
 error is recorded; the next :meth:`flush` retries every kept block and raises the first
@@ -29,10 +31,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from strata.chunks import metrics
 from strata.chunks.hashing import check_digest
-from strata.chunks.objects import ContentStore
+from strata.chunks.objects import ContentStore, StaleData
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +45,19 @@ Source = bytes | bytearray | memoryview | str | os.PathLike[str]
 @dataclass
 class _Item:
     digest: str
-    source: Source
+    sources: list[Source]  # bytes, or staged files that should hold the block
     due: float
     refs: int = 1
+
+    def merge(self, source: Source, refs: int = 1) -> None:
+        """Count one more submission; keep its source if it adds a way to the bytes."""
+        self.refs += refs
+        if _is_path(source) or not any(not _is_path(s) for s in self.sources):
+            self.sources.append(source)
+
+
+def _is_path(source: Source) -> TypeGuard[str | os.PathLike[str]]:
+    return isinstance(source, str | os.PathLike)
 
 
 class Uploader:
@@ -82,7 +95,7 @@ class Uploader:
         """Queue block ``digest``: its bytes, or the path of the staged file holding them.
 
         A path is read when the upload starts; if the bytes there no longer hash to
-        ``digest`` the upload fails with CorruptObject (the caller must cancel a block
+        ``digest`` the upload fails with StaleData (the caller must cancel a block
         before changing or deleting its staged file).
         """
         check_digest(digest)
@@ -91,9 +104,9 @@ class Uploader:
                 raise RuntimeError("uploader is closed")
             for held in (self._waiting, self._failed):
                 if digest in held:
-                    held[digest].refs += 1
+                    held[digest].merge(data_or_path)
                     return
-            item = _Item(digest, data_or_path, self._clock() + self.upload_delay)
+            item = _Item(digest, [data_or_path], self._clock() + self.upload_delay)
             metrics.UPLOAD_QUEUE_DEPTH.inc()
             if self.upload_delay <= 0:
                 self._start(item)
@@ -204,9 +217,7 @@ class Uploader:
 
     def _upload(self, item: _Item) -> None:
         try:
-            src = item.source
-            data = Path(src).read_bytes() if isinstance(src, str | os.PathLike) else src
-            self.content.put_chunk(data, expected=item.digest)
+            size = self._put_from_any(item)
         except Exception as exc:  # recorded and raised by flush(), never swallowed
             log.warning("upload of block %s failed: %s", item.digest, exc)
             metrics.UPLOAD_ERRORS.inc()
@@ -216,7 +227,9 @@ class Uploader:
                 kept = self._failed.get(item.digest)
                 if kept is None:
                     self._failed[item.digest] = item
-                else:  # resubmitted while this attempt ran: one entry, both refs
+                else:  # resubmitted while this attempt ran: one entry, all refs
+                    for source in item.sources:
+                        kept.merge(source, refs=0)
                     kept.refs += item.refs
                     metrics.UPLOAD_QUEUE_DEPTH.dec()
             return
@@ -224,7 +237,26 @@ class Uploader:
             self._in_flight -= 1
         metrics.UPLOAD_QUEUE_DEPTH.dec()
         metrics.UPLOADED_BLOCKS.inc()
-        metrics.UPLOADED_BYTES.inc(len(data))
+        metrics.UPLOADED_BYTES.inc(size)
+
+    def _put_from_any(self, item: _Item) -> int:
+        """Store the block from the first source that still holds it; return its size.
+
+        A staged file that is gone or changed is skipped for the next source; a store
+        error is raised at once (another copy of the bytes would not help).
+        """
+        first_error: Exception | None = None
+        for source in item.sources:
+            try:
+                data = Path(source).read_bytes() if _is_path(source) else source
+                self.content.put_chunk(data, expected=item.digest)
+            except (OSError, StaleData) as exc:
+                first_error = first_error or exc
+                continue
+            return len(data)
+        if first_error is None:
+            raise RuntimeError(f"block {item.digest} was submitted without data")
+        raise first_error
 
     def _ensure_timer(self) -> None:
         """Start the delay timer thread on first use (lock held)."""

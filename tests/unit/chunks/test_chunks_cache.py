@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -164,3 +166,29 @@ def test_bad_arguments(tmp_path: Path) -> None:
         ChunkCache(tmp_path, 10, low_water=2)
     with pytest.raises(ValueError):
         ChunkCache(tmp_path, 10).get("nope")
+
+
+_WRITER = """
+import sys
+from strata.chunks.cache import ChunkCache
+from strata.chunks.hashing import content_hash
+
+cache = ChunkCache(sys.argv[1], 20_000, low_water=1.0)
+for i in range(int(sys.argv[2]), int(sys.argv[2]) + 150):
+    data = i.to_bytes(4, "big") * 100
+    cache.put(content_hash(data), data)
+    got = cache.get(content_hash(data))
+    assert got is None or got == data
+"""
+
+
+def test_two_processes_share_one_bound(tmp_path: Path) -> None:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(start)])
+        for start in (0, 1000)
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    on_disk = sum(f.stat().st_size for f in tmp_path.glob("??/*"))
+    assert 0 < on_disk <= 20_000
+    # the shared count both processes kept (in the lock file) matches the disk exactly
+    assert int.from_bytes((tmp_path / ".lock").read_bytes(), "little") == on_disk

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from prometheus_client import REGISTRY
 
 from strata.chunks import codec
 from strata.chunks.cache import ChunkCache
 from strata.chunks.hashing import CHUNK_SIZE, content_hash
 from strata.chunks.layout import chunk_key, tree_key
-from strata.chunks.objects import ContentStore
+from strata.chunks.objects import ContentStore, StaleData
 from strata.errors import CorruptObject, ObjectNotFound
 from strata.store.memory import MemoryStore
 
@@ -77,7 +79,7 @@ def test_oversized_chunk_and_stale_expected_digest_are_refused(memory: MemorySto
     cs = ContentStore(memory)
     with pytest.raises(ValueError, match="exceeds CHUNK_SIZE"):
         cs.put_chunk(bytes(CHUNK_SIZE + 1))
-    with pytest.raises(CorruptObject, match="now hashes to"):
+    with pytest.raises(StaleData, match="now hashes to"):
         cs.put_chunk(b"new bytes", expected=content_hash(b"old bytes"))
     assert list(memory.list()) == []
     with pytest.raises(ValueError, match="not a content digest"):
@@ -139,3 +141,28 @@ def test_corrupt_store_object_is_not_cached(memory: MemoryStore, tmp_path: Path)
         with pytest.raises(CorruptObject):
             cs.get_chunk(digest)
     assert digest not in cache
+
+
+def test_corruption_is_counted_in_prometheus(memory: MemoryStore) -> None:
+    def corrupt_total() -> float:
+        sample = "strata_chunks_corrupt_objects_total"
+        return REGISTRY.get_sample_value(sample, {"kind": "chunk"}) or 0.0
+
+    cs = ContentStore(memory)
+    digest = cs.put_chunk(b"abc")
+    memory.put(chunk_key(digest), b"STRB\x00abd")
+    before = corrupt_total()
+    with pytest.raises(CorruptObject):
+        cs.get_chunk(digest)
+    assert corrupt_total() == before + 1
+
+
+def test_a_broken_cache_directory_does_not_fail_reads(
+    memory: MemoryStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cs = ContentStore(memory, cache=ChunkCache(tmp_path, 1 << 20))
+    digest = ContentStore(memory).put_chunk(DATA)
+    (tmp_path / digest[:2]).write_bytes(b"not a directory")  # every cache op now fails
+    with caplog.at_level(logging.WARNING, logger="strata.chunks.objects"):
+        assert cs.get_chunk(digest) == DATA
+    assert "could not cache" in caplog.text

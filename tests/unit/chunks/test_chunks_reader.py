@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from strata.chunks.hashing import CHUNK_SIZE
+from strata.chunks.layout import chunk_key
 from strata.chunks.objects import ContentStore
 from strata.chunks.reader import BlockReader, file_size
 from strata.errors import CorruptObject, StoreUnavailable
@@ -136,3 +138,13 @@ def test_a_failed_fetch_is_retried_by_the_next_read(
     with pytest.raises(StoreUnavailable):
         reader.read(blocks, 0, 7)
     assert reader.read(blocks, 0, 7) == b"payload"
+
+
+def test_block_missing_from_the_store_is_an_io_error(
+    reader: BlockReader, content: ContentStore, memory: MemoryStore
+) -> None:
+    blocks = write_file(content, b"gone soon")
+    memory.delete(chunk_key(blocks[0].hash))
+    with pytest.raises(CorruptObject, match="store lacks it") as err:
+        reader.read(blocks, 0, 9)
+    assert err.value.errno == errno.EIO

@@ -12,9 +12,9 @@ from prometheus_client import REGISTRY
 
 from strata.chunks.hashing import content_hash
 from strata.chunks.layout import chunk_key
-from strata.chunks.objects import ContentStore
+from strata.chunks.objects import ContentStore, StaleData
 from strata.chunks.uploader import Uploader
-from strata.errors import CorruptObject, StoreUnavailable
+from strata.errors import StoreUnavailable
 from strata.store.base import StoreWrapper
 from strata.store.memory import MemoryStore
 
@@ -114,7 +114,7 @@ def test_staged_file_that_changed_fails_the_upload(uploader: Uploader, tmp_path:
     staged = tmp_path / "staged"
     staged.write_bytes(data + b"appended later")
     uploader.submit(digest, staged)
-    with pytest.raises(CorruptObject, match="now hashes to"):
+    with pytest.raises(StaleData, match="changed before it was uploaded"):
         uploader.flush(timeout=WAIT)
 
 
@@ -168,6 +168,22 @@ def test_shared_block_survives_cancelling_one_of_its_files(
         up.submit(digest, data)  # file B, same content
         assert up.pending() == 1
         assert up.cancel(digest)  # A deleted
+        up.flush(timeout=WAIT)
+    assert stored(memory) == {digest}
+
+
+def test_shared_block_uploads_from_whichever_staged_copy_survives(
+    content: ContentStore, memory: MemoryStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    digest, data = block(1)
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(data)
+    second.write_bytes(data)
+    with Uploader(content, upload_delay=30, clock=clock) as up:
+        up.submit(digest, first)
+        up.submit(digest, second)
+        assert up.cancel(digest)
+        first.unlink()  # file a deleted, with its staged copy
         up.flush(timeout=WAIT)
     assert stored(memory) == {digest}
 
