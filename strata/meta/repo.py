@@ -184,7 +184,7 @@ class Repository:
     def volume(self, name: str) -> VolumeInfo:
         """Head, history length, settings and writer of one volume."""
         h = self._head(name)
-        count = sum(1 for _ in self._history(h.version))
+        count = sum(1 for _ in self.history(h.version))
         head = self._manifest_ref(h.version) if h.version else None
         return VolumeInfo(
             name, head, count, h.settings, h.writer, h.epoch, h.created, h.forked_from
@@ -223,7 +223,7 @@ class Repository:
         needed: set[str] = set()
         for other in self.list_volumes():
             if other != name:
-                needed.update(v.ref for v in self._history(self._head(other).version))
+                needed.update(v.ref for v in self.history(self._head(other).version))
         return needed
 
     # --- versions --------------------------------------------------------------------
@@ -237,11 +237,11 @@ class Repository:
                 raise VersionNotFound(name, "(head: the volume has no version yet)")
             return self._manifest_ref(h.version)
         try:
-            return self._manifest(name, vid)
+            return self.manifest(name, vid)
         except VersionNotFound:
             head, _ = read_head(self.store, name)
             if head is not None and not head.deleted:
-                for v in self._history(head.version):
+                for v in self.history(head.version):
                     if v.id == vid:
                         return v
             raise
@@ -249,7 +249,7 @@ class Repository:
     def log(self, name: str, limit: int | None = None) -> list[Version]:
         """History of a volume, newest first, following parents across forks."""
         out: list[Version] = []
-        for v in self._history(self._head(name).version):
+        for v in self.history(self._head(name).version):
             if limit is not None and len(out) >= limit:
                 break
             out.append(v)
@@ -418,7 +418,7 @@ class Repository:
             )
         return h
 
-    def _history(self, ref: str | None) -> Iterator[Version]:
+    def history(self, ref: str | None) -> Iterator[Version]:
         """Versions from ``ref`` back through parents (and grafts), newest first."""
         seen: set[str] = set()
         while ref is not None and ref not in seen:
@@ -438,15 +438,16 @@ class Repository:
 
     def _resolve_parent(self, ref: str | None) -> str | None:
         """The nearest existing version at or before ``ref`` (following grafts)."""
-        return next((v.ref for v in self._history(ref)), None)
+        return next((v.ref for v in self.history(ref)), None)
 
     def _manifest_ref(self, ref: str) -> Version:
         name, vid = parse_ref(ref)
         if vid is None:
             raise VersionNotFound(name, "(a version reference needs NAME@ID)")
-        return self._manifest(name, vid)
+        return self.manifest(name, vid)
 
-    def _manifest(self, name: str, vid: str) -> Version:
+    def manifest(self, name: str, vid: str) -> Version:
+        """The manifest ``versions/<name>/<vid>`` (cached: manifests are immutable)."""
         with self._lock:
             v = self._manifests.get((name, vid))
             if v is not None:
