@@ -1,0 +1,296 @@
+"""Commit: turn the overlay into a version, in O(change) (invariant 2).
+
+1. Seal every DIRTY block (hashing outside the lock), then, under the lock, seal what
+   is left and take a *snapshot*: for each dirty directory (children first) the
+   entries named in ``changed`` -- or all entries for a directory new since the base
+   -- plus the block lists of files whose data changed. Nothing else is read: a
+   clean subtree is a tree hash already in its parent's entry.
+2. Without the lock: flush the uploader (every SEALED block reaches the store, or the
+   commit fails), write block lists and directories bottom-up with
+   ``TreeWriter.update_dir`` (one page per change even in a huge directory), and call
+   ``Repository.commit``, which fences on the writer epoch.
+3. Under the lock: re-base. Directories and files not changed since the snapshot
+   become clean with their new hashes; anything changed meanwhile (the mount stays
+   writable during a commit) stays dirty and goes into the next commit.
+
+A failed commit (FencedWriter, store errors) changes nothing local: the overlay stays
+dirty and the error reaches the caller. If the process dies after the head moved but
+before the re-base, ``pending_root`` lets the next open recognise its own commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import sqlite3
+import threading
+from dataclasses import dataclass, field, replace
+
+from strata.meta.entry import BlockRef, Content, Entry, Kind
+from strata.meta.version import Stats, Version
+from strata.meta.working.base import DIRTY, ROOT, SEALED, STORED, block_len, nblocks
+from strata.meta.working.base import decode_content as _decode
+from strata.meta.working.base import encode_content as _encode
+from strata.meta.working.data import Data
+from strata.meta.working.db import decode_name
+from strata.meta.working.types import FsError, StatFs
+
+
+@dataclass
+class _Spec:
+    """One entry to write; ``dir_ino``/``file_ino`` mark hashes computed later."""
+
+    entry: Entry
+    dir_ino: int = 0
+    file_ino: int = 0
+
+
+@dataclass
+class _DirSnap:
+    ino: int
+    tree: str  # '' → write every entry; else apply ``entries`` to this tree
+    entries: dict[str, _Spec | None]
+
+
+@dataclass
+class _Snapshot:
+    dirs: list[_DirSnap]  # children before parents
+    files: dict[int, list[BlockRef]]
+    sealed: list[tuple[int, int, str]]
+    root_tree: str
+    base: str | None
+    stats: Stats
+    candidates: set[str] = field(default_factory=set)
+
+
+class Commit(Data):
+    """``commit`` and ``statfs``."""
+
+    _commit_lock: threading.Lock
+
+    def commit(self, message: str = "", *, author: str = "") -> Version:
+        """Seal the current state as the volume's next version; re-base on it."""
+        if self.claim is None:
+            raise FsError(errno.EROFS, "this working state has no writer claim")
+        with self._commit_lock:
+            self.seal_all()
+            snap = self._run(self._snapshot)
+            try:
+                self._uploader.flush()
+                hashes, contents = self._build(snap)
+                root = hashes.get(ROOT, snap.root_tree)
+                self._run(lambda: self._db.set_meta("pending_root", root))
+                version = self.repo.commit(
+                    self.claim, root, message, snap.stats, parent=snap.base, author=author
+                )
+            except BaseException:
+                with self._lock:
+                    self._committing = False
+                    self._flush_submits = None
+                    self._staged_candidates |= snap.candidates
+                    with contextlib.suppress(sqlite3.Error), self._db.op():
+                        self._db.set_meta("pending_root", "")
+                raise
+            self._run(lambda: self._rebase(snap, version, hashes, contents))
+            self._durable()
+            return version
+
+    # --- snapshot (locked) -----------------------------------------------------------
+
+    def _snapshot(self) -> _Snapshot:
+        for b in self._db.x(
+            "SELECT b.*, i.size AS fsize FROM blocks b JOIN inodes i ON i.ino = b.ino "
+            "WHERE b.state = ?",
+            (DIRTY,),
+        ).fetchall():
+            self._seal_locked(b, b["fsize"])
+        dirty = {
+            int(r["ino"]): (int(r["parent"]), str(r["tree"]))
+            for r in self._db.x("SELECT ino, parent, tree FROM inodes WHERE dirty = 1")
+        }
+        depth: dict[int, int] = {ROOT: 0}
+
+        def depth_of(ino: int) -> int:
+            # Every ancestor of a dirty directory is dirty, so parents are in ``dirty``.
+            if ino not in depth:
+                parent = dirty[ino][0] if ino in dirty else ROOT
+                depth[ino] = depth_of(parent) + 1
+            return depth[ino]
+
+        dirs: list[_DirSnap] = []
+        files: dict[int, list[BlockRef]] = {}
+        for ino in sorted(dirty, key=depth_of, reverse=True):
+            tree = dirty[ino][1]
+            if tree:
+                names = [
+                    bytes(r[0])
+                    for r in self._db.x("SELECT name FROM changed WHERE parent = ?", (ino,))
+                ]
+            else:
+                names = [
+                    bytes(r[0])
+                    for r in self._db.x("SELECT name FROM dentries WHERE parent = ?", (ino,))
+                ]
+            entries = {decode_name(raw): self._spec(ino, raw, dirty, files) for raw in names}
+            dirs.append(_DirSnap(ino, tree, entries))
+        root = self._inode(ROOT)
+        sealed = [
+            (int(r[0]), int(r[1]), str(r[2]))
+            for r in self._db.x("SELECT ino, idx, hash FROM blocks WHERE state = ?", (SEALED,))
+        ]
+        st = self.statfs_locked()
+        base = self._db.get_meta("base", "") or None
+        self._committing = True
+        self._touched_dirs = set()
+        self._touched_files = set()
+        self._flush_submits = set()
+        candidates, self._staged_candidates = self._staged_candidates, set()
+        return _Snapshot(
+            dirs=dirs,
+            files=files,
+            sealed=sealed,
+            root_tree=root["tree"],
+            base=base,
+            stats=Stats(bytes=st.bytes, files=st.files, dirs=st.dirs, chunks=st.chunks),
+            candidates=candidates,
+        )
+
+    def _spec(
+        self,
+        parent: int,
+        raw: bytes,
+        dirty: dict[int, tuple[int, str]],
+        files: dict[int, list[BlockRef]],
+    ) -> _Spec | None:
+        d = self._db.one("SELECT ino FROM dentries WHERE parent = ? AND name = ?", (parent, raw))
+        if d is None:
+            return None
+        row = self._inode(d["ino"])
+        kind = Kind(row["kind"])
+        xattrs = tuple(
+            (decode_name(r[0]), bytes(r[1]))
+            for r in self._db.x(
+                "SELECT name, value FROM xattrs WHERE ino = ? ORDER BY name", (row["ino"],)
+            )
+        )
+        entry = Entry(
+            name=decode_name(raw),
+            kind=kind,
+            mode=row["mode"],
+            uid=row["uid"],
+            gid=row["gid"],
+            mtime_ns=row["mtime_ns"],
+            ctime_ns=row["ctime_ns"],
+            size=row["size"] if kind != Kind.DIR else 0,
+            xattrs=xattrs,
+            target=row["target"] if kind == Kind.SYMLINK else "",
+            tree=row["tree"] if kind == Kind.DIR else "",
+            link_id=row["link_id"] if kind == Kind.FILE and row["nlink"] > 1 else "",
+            content=_decode(row["content"]) if kind == Kind.FILE else Content(),
+        )
+        spec = _Spec(entry)
+        if kind == Kind.DIR and row["ino"] in dirty:
+            spec.dir_ino = row["ino"]
+        elif kind == Kind.FILE and row["data_dirty"]:
+            spec.file_ino = row["ino"]
+            if row["ino"] not in files:
+                files[row["ino"]] = self._block_list(row)
+        return spec
+
+    def _block_list(self, row: sqlite3.Row) -> list[BlockRef]:
+        size = row["size"]
+        refs = [BlockRef("", block_len(i, size)) for i in range(nblocks(size))]
+        for b in self._db.x("SELECT idx, hash, size FROM blocks WHERE ino = ?", (row["ino"],)):
+            if b["idx"] < len(refs):
+                refs[b["idx"]] = BlockRef(b["hash"], b["size"])
+        return refs
+
+    # --- build (no lock: store writes) -----------------------------------------------
+
+    def _build(self, snap: _Snapshot) -> tuple[dict[int, str], dict[int, Content]]:
+        contents = {ino: self._writer.write_blocks(refs) for ino, refs in snap.files.items()}
+        hashes: dict[int, str] = {}
+
+        def resolve(spec: _Spec) -> Entry:
+            e = spec.entry
+            if spec.dir_ino:
+                e = replace(e, tree=hashes[spec.dir_ino])
+            if spec.file_ino:
+                e = replace(e, content=contents[spec.file_ino])
+            return e
+
+        for ds in snap.dirs:
+            if ds.tree:
+                changes = {n: resolve(s) if s else None for n, s in ds.entries.items()}
+                hashes[ds.ino] = self._writer.update_dir(ds.tree, changes)
+            else:
+                hashes[ds.ino] = self._writer.write_dir(
+                    resolve(s) for s in ds.entries.values() if s is not None
+                )
+        if ROOT not in hashes and not snap.root_tree:
+            hashes[ROOT] = self._writer.write_dir([])  # an empty volume's first commit
+        return hashes, contents
+
+    # --- re-base (locked) ------------------------------------------------------------
+
+    def _rebase(
+        self,
+        snap: _Snapshot,
+        version: Version,
+        hashes: dict[int, str],
+        contents: dict[int, Content],
+    ) -> None:
+        for ino, tree in hashes.items():
+            if ino in self._touched_dirs:
+                self._set(ino, tree=tree)
+            else:
+                self._set(ino, tree=tree, dirty=0)
+                self._db.x("DELETE FROM changed WHERE parent = ?", (ino,))
+        for ino, content in contents.items():
+            if ino in self._touched_files:
+                self._set(ino, content=_encode(content))
+            else:
+                self._set(ino, content=_encode(content), data_dirty=0)
+        self._db.conn.executemany(
+            "UPDATE blocks SET state = ? WHERE ino = ? AND idx = ? AND state = ? AND hash = ?",
+            [(STORED, ino, idx, SEALED, h) for ino, idx, h in snap.sealed],
+        )
+        self._db.set_meta("base", version.ref)
+        self._db.set_meta("pending_root", "")
+        submitted = self._flush_submits or set()
+        for digest in snap.candidates:
+            if digest in submitted or self._db.one(
+                "SELECT 1 FROM blocks WHERE hash = ? AND state IN (?, ?) LIMIT 1",
+                (digest, SEALED, STORED),
+            ):
+                continue
+            path = self._staged_path(digest)
+            self._forget_fd(path)
+            self._unlink_later.append(path)
+        self._committing = False
+        self._flush_submits = None
+        self._touched_dirs = set()
+        self._touched_files = set()
+
+    # --- totals ------------------------------------------------------------------------
+
+    def statfs(self) -> StatFs:
+        """Bytes, files, directories and chunks of the current state (estimates)."""
+        return self._run_ro(self.statfs_locked)
+
+    def statfs_locked(self) -> StatFs:
+        def stat(key: str) -> int:
+            return int(self._db.get_meta(f"stat_{key}", 0))
+
+        dirty = self._db.scalar(
+            "SELECT SUM(CASE WHEN state = 0 THEN ? ELSE size END) FROM blocks WHERE state < 2",
+            (block_len(0, 1 << 62),),
+            0,
+        )
+        return StatFs(
+            bytes=stat("bytes"),
+            files=stat("files"),
+            dirs=stat("dirs"),
+            chunks=stat("chunks"),
+            dirty_bytes=int(dirty),
+        )
