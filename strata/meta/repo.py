@@ -4,30 +4,21 @@ Every operation is a few small requests whose number does not grow with volume s
 the only mutable objects are ``heads/<volume>``, changed by compare-and-swap
 (:mod:`strata.meta.head`). Version manifests are immutable and cached in memory.
 
-Fencing (invariant 5). :meth:`Repository.acquire_writer` increments the head's
-``epoch`` and records the holder; :meth:`Repository.commit` writes the manifest and
-then moves the head in a CAS that re-checks ``epoch`` and holder against the claim, so
-a writer whose claim was taken over can never move the head, even if it raced.
-
-History. A version's ``parent`` names the volume that stored it, so the history of a
-fork runs on through its source's manifests. A deleted middle version leaves a *graft*
-in its volume's head (its id → its parent), so history walks skip the gap.
+The class is assembled from layers, each in its own module: reading versions and
+history (:mod:`strata.meta.history`), writer claims, fencing and commit
+(:mod:`strata.meta.writers`), and here the volume operations (create, fork, delete,
+list, inspect), version lookup, log, diff and version deletion.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from strata.chunks.hashing import check_digest
 from strata.chunks.layout import FORMAT_KEY, FORMAT_VERSION, HEADS, version_key, versions_prefix
-from strata.chunks.objects import ContentStore
 from strata.errors import (
-    FencedWriter,
     ObjectNotFound,
     PreconditionFailed,
     UnsupportedFormat,
@@ -36,28 +27,14 @@ from strata.errors import (
     VolumeExists,
     VolumeNotFound,
 )
-from strata.meta import version as vmod
 from strata.meta.diff import Diff, diff_trees
 from strata.meta.head import Head, Retention, Settings, WriterState, read_head, update_head
 from strata.meta.names import check_volume_name, format_ref, parse_ref
-from strata.meta.tree import TreeReader, TreeWriter
-from strata.meta.version import Stats, Version, VersionInUse
+from strata.meta.version import Version, VersionInUse
+from strata.meta.writers import WriterClaim, WriterOps, busy_message
 from strata.store.base import Store
 
 __all__ = ["Repository", "VolumeInfo", "WriterClaim"]
-
-_UNSET: object = object()
-
-
-@dataclass(frozen=True)
-class WriterClaim:
-    """Proof that ``holder`` may write ``volume`` while the head's epoch is ``epoch``."""
-
-    volume: str
-    holder: str
-    epoch: int
-    expires: float
-    ttl: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,25 +49,8 @@ class VolumeInfo:
     forked_from: str | None
 
 
-class Repository:
+class Repository(WriterOps):
     """Volumes, versions and writer claims in one store. Thread-safe."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        content: ContentStore | None = None,
-        clock: Callable[[], float] = time.time,
-        manifest_cache: int = 4096,
-    ) -> None:
-        self.store = store
-        self.content = content if content is not None else ContentStore(store)
-        self.trees = TreeReader(self.content)
-        self.tree_writer = TreeWriter(self.content)
-        self.clock = clock
-        self._manifests: OrderedDict[tuple[str, str], Version] = OrderedDict()
-        self._cap = manifest_cache
-        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, store: Store, **kwargs: object) -> Repository:
@@ -207,7 +167,7 @@ class Repository:
                     return cur
                 raise VolumeNotFound(name)
             if cur.writer and cur.writer.live(self.clock()) and not force:
-                raise VolumeBusy(_busy(name, cur.writer, self.clock()))
+                raise VolumeBusy(busy_message(name, cur.writer, self.clock()))
             return replace(cur, version=None, writer=None, epoch=cur.epoch + 1, deleted=True)
 
         update_head(self.store, name, change)
@@ -290,196 +250,3 @@ class Repository:
             )
         self.store.delete(version_key(v.volume, v.id))
         self._forget(v.volume, v.id)
-
-    # --- writers ---------------------------------------------------------------------
-
-    def acquire_writer(self, name: str, holder: str, ttl: float) -> WriterClaim:
-        """Claim the volume for ``holder`` for ``ttl`` seconds; the epoch increments.
-
-        VolumeBusy names the current holder when another live claim exists. An expired
-        claim is taken over; so is one by the same holder (a restarted process), which
-        fences that holder's older session.
-        """
-        if not holder:
-            raise ValueError("a writer claim needs a non-empty holder")
-        now = self.clock()
-
-        def change(cur: Head | None) -> Head:
-            h = self._live(name, cur)
-            if h.writer and h.writer.live(now) and h.writer.holder != holder:
-                raise VolumeBusy(_busy(name, h.writer, now))
-            epoch = h.epoch + 1
-            return replace(h, epoch=epoch, writer=WriterState(holder, epoch, now, now + ttl, ttl))
-
-        h = update_head(self.store, name, change)
-        assert h is not None and h.writer is not None
-        return WriterClaim(name, holder, h.epoch, h.writer.expires, ttl)
-
-    def renew_writer(self, claim: WriterClaim, ttl: float | None = None) -> WriterClaim:
-        """Extend a claim (FencedWriter if it was taken over in the meantime)."""
-        ttl = claim.ttl if ttl is None else ttl
-        now = self.clock()
-
-        def change(cur: Head | None) -> Head:
-            h = self._fenced_check(claim, cur)
-            assert h.writer is not None
-            return replace(h, writer=replace(h.writer, expires=now + ttl, ttl=ttl))
-
-        update_head(self.store, claim.volume, change)
-        return replace(claim, expires=now + ttl, ttl=ttl)
-
-    def release_writer(self, claim: WriterClaim) -> None:
-        """Give the volume up; a no-op if the claim is no longer current."""
-
-        def change(cur: Head | None) -> Head | None:
-            if cur is None or cur.deleted or not _holds(cur, claim):
-                return cur
-            return replace(cur, writer=None)
-
-        update_head(self.store, claim.volume, change)
-
-    def commit(
-        self,
-        claim: WriterClaim,
-        root_tree: str,
-        message: str = "",
-        stats: Stats | None = None,
-        parent: object = _UNSET,
-        *,
-        author: str = "",
-    ) -> Version:
-        """Seal ``root_tree`` as the volume's new head version.
-
-        Writes the manifest, then moves the head by CAS only while the claim is current
-        and the head is still ``parent`` (default: whatever the head is); otherwise
-        raises FencedWriter and the head does not move. The tree must already be stored.
-        """
-        check_digest(root_tree)
-        if not self.content.has_tree(root_tree):
-            raise VersionNotFound(claim.volume, f"(root tree {root_tree} is not in the store)")
-        h = self._fenced_check(claim, read_head(self.store, claim.volume)[0])
-        base = h.version if parent is _UNSET else parent
-        if base != h.version:
-            raise FencedWriter(
-                f"volume {claim.volume!r} moved to {h.version} but this writer started "
-                f"from {base}; it can no longer commit"
-            )
-        body = vmod.manifest_body(
-            volume=claim.volume,
-            root=root_tree,
-            parent=h.version,
-            message=message,
-            author=author,
-            writer=claim.holder,
-            epoch=claim.epoch,
-            created=self.clock(),
-            stats=stats or Stats(),
-        )
-        v = vmod.write_manifest(self.store, claim.volume, body)
-
-        def change(cur: Head | None) -> Head:
-            c = self._fenced_check(claim, cur)
-            if c.version != h.version:
-                raise FencedWriter(
-                    f"volume {claim.volume!r} moved to {c.version} while this writer "
-                    "committed; it can no longer commit"
-                )
-            return replace(c, version=v.ref)
-
-        try:
-            update_head(self.store, claim.volume, change)
-        except FencedWriter:
-            self.store.delete(version_key(v.volume, v.id))  # never referenced by anything
-            raise
-        self._remember(v)
-        return v
-
-    # --- internals -------------------------------------------------------------------
-
-    def _head(self, name: str) -> Head:
-        check_volume_name(name)
-        h, _ = read_head(self.store, name)
-        return self._live(name, h)
-
-    @staticmethod
-    def _live(name: str, h: Head | None) -> Head:
-        if h is None or h.deleted:
-            raise VolumeNotFound(name)
-        return h
-
-    def _fenced_check(self, claim: WriterClaim, cur: Head | None) -> Head:
-        h = self._live(claim.volume, cur)
-        if not _holds(h, claim):
-            w = h.writer
-            now_by = f"{w.holder!r} (epoch {w.epoch})" if w else f"nobody (epoch {h.epoch})"
-            raise FencedWriter(
-                f"volume {claim.volume!r} is now written by {now_by}; this writer "
-                f"{claim.holder!r} (epoch {claim.epoch}) can no longer commit"
-            )
-        return h
-
-    def history(self, ref: str | None) -> Iterator[Version]:
-        """Versions from ``ref`` back through parents (and grafts), newest first."""
-        seen: set[str] = set()
-        while ref is not None and ref not in seen:
-            seen.add(ref)
-            try:
-                v = self._manifest_ref(ref)
-            except VersionNotFound:
-                ref = self._graft(ref)
-                continue
-            yield v
-            ref = v.parent
-
-    def _graft(self, ref: str) -> str | None:
-        name, vid = parse_ref(ref)
-        head, _ = read_head(self.store, name)
-        return None if head is None or vid is None else head.graft(vid)[1]
-
-    def _resolve_parent(self, ref: str | None) -> str | None:
-        """The nearest existing version at or before ``ref`` (following grafts)."""
-        return next((v.ref for v in self.history(ref)), None)
-
-    def _manifest_ref(self, ref: str) -> Version:
-        name, vid = parse_ref(ref)
-        if vid is None:
-            raise VersionNotFound(name, "(a version reference needs NAME@ID)")
-        return self.manifest(name, vid)
-
-    def manifest(self, name: str, vid: str) -> Version:
-        """The manifest ``versions/<name>/<vid>`` (cached: manifests are immutable)."""
-        with self._lock:
-            v = self._manifests.get((name, vid))
-            if v is not None:
-                self._manifests.move_to_end((name, vid))
-                return v
-        v = vmod.read_manifest(self.store, name, vid)
-        self._remember(v)
-        return v
-
-    def _remember(self, v: Version) -> None:
-        with self._lock:
-            self._manifests[(v.volume, v.id)] = v
-            while len(self._manifests) > self._cap:
-                self._manifests.popitem(last=False)
-
-    def _forget(self, name: str, vid: str) -> None:
-        with self._lock:
-            self._manifests.pop((name, vid), None)
-
-
-def _holds(h: Head, claim: WriterClaim) -> bool:
-    w = h.writer
-    return (
-        w is not None
-        and h.epoch == claim.epoch
-        and w.epoch == claim.epoch
-        and w.holder == claim.holder
-    )
-
-
-def _busy(name: str, w: WriterState, now: float) -> str:
-    return (
-        f"volume {name!r} is being written by {w.holder!r} (epoch {w.epoch}); "
-        f"the claim expires in {max(0.0, w.expires - now):.0f}s"
-    )
