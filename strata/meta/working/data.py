@@ -14,7 +14,7 @@ in ``blocks`` is a hole (reads as zeros, never stored). A block moves through:
 Writing a part of a non-DIRTY block copies it first (from the staged copy, or from the
 store for REMOTE -- the only store I/O on the write path, done without the lock). A
 block is sealed in the background as soon as a write reaches its end, and on
-``release``; commit seals the rest. Nothing buffers a whole file, so a file larger than
+``release_handle``; commit seals the rest. Nothing buffers a whole file, so a file larger than
 memory (or 4 GiB) is just more blocks.
 
 Two rules keep the block list well formed for every reader: bytes of a DIRTY file past

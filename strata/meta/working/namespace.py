@@ -386,8 +386,8 @@ class Namespace(Data):
 
     # --- handles -----------------------------------------------------------------------
 
-    def open(self, ino: int) -> Attr:
-        """Note an open handle: a file unlinked while open lives until ``release``."""
+    def open_handle(self, ino: int) -> Attr:
+        """Note an open handle: a file unlinked while open lives until ``release_handle``."""
 
         def op() -> Attr:
             attr = self._attr(self._inode(ino))
@@ -396,7 +396,7 @@ class Namespace(Data):
 
         return self._run_ro(op)
 
-    def release(self, ino: int) -> None:
+    def release_handle(self, ino: int) -> None:
         """The last write through a handle is done: seal its blocks in the background."""
         freed = False
 
