@@ -53,7 +53,7 @@ from strata.meta.head import Head, read_head
 from strata.meta.names import format_ref
 from strata.meta.repo import Repository
 from strata.meta.treefmt import BlockIndex, BlockPage, DirIndex, DirPage
-from strata.meta.version import Version
+from strata.meta.version import Version, VersionInUse
 
 __all__ = ["DEFAULT_GRACE", "GcError", "GcReport", "collect_garbage", "expire_versions"]
 
@@ -179,6 +179,8 @@ def expire_versions(
                 repo.delete_version(ref)
             except VersionNotFound:
                 continue  # deleted concurrently
+            except VersionInUse:
+                continue  # became a head meanwhile (e.g. a fork landed): keep it
             GC_VERSIONS_EXPIRED.inc()
     return expired
 

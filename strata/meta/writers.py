@@ -47,6 +47,8 @@ class WriterOps(HistoryBase):
         """
         if not holder:
             raise ValueError("a writer claim needs a non-empty holder")
+        if ttl < 0:
+            raise ValueError(f"a writer claim needs a ttl >= 0 seconds, not {ttl}")
         now = self.clock()
 
         def change(cur: Head | None) -> Head:

@@ -198,3 +198,28 @@ def test_delete_version_grafts_history(repo: Repository, build: Builder, clock: 
     assert [v.ref for v in repo.log("a")] == [vs[4].ref, vs[3].ref]
     with pytest.raises(VersionNotFound):
         repo.version(vs[2].ref)
+
+
+def test_commit_is_o_change(repo: Repository, build: Builder, counting: CountingStore) -> None:
+    """INVARIANT 2: one changed file in a 100k-file volume uploads a handful of objects."""
+    repo.create_volume("big")
+    _big_volume(repo, build, 100_000)
+    base = repo.version("big")
+    # a fresh process: nothing remembered about which objects exist
+    fresh = Repository(counting, clock=repo.clock)
+    claim = fresh.acquire_writer("big", "w2", 60)
+    counting.reset()
+    d = fresh.trees.lookup(base.root, "d")
+    assert d is not None
+    new_file = Builder(fresh).file("f050000", b"changed")
+    new_d = fresh.tree_writer.update_dir(d.tree, {"f050000": new_file})
+    new_root = fresh.tree_writer.update_dir(
+        base.root, {"d": d.__class__(**{**d.__dict__, "tree": new_d})}
+    )
+    fresh.commit(claim, new_root, "one file")
+    c = counting.snapshot()
+    assert c.puts_by_prefix["chunks/"] == 1
+    assert c.puts_by_prefix["trees/"] <= 4  # page + index of d, and the root
+    assert c.puts_by_prefix["versions/"] == 1 and c.puts_by_prefix["heads/"] == 1
+    assert c.gets_by_prefix["trees/"] <= 5
+    assert repo.diff(base.ref, "big").modified == ["d/f050000"]
