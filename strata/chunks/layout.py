@@ -7,7 +7,8 @@
     trees/<h[:2]>/<h>             immutable tree object (directory page, block-list page)
     versions/<volume>/<id>        immutable version manifest
     heads/<volume>                the one mutable object per volume (CAS only)
-    requests/<volume>/<id>        small control objects (seal requests) for live writers
+    requests/<volume>/<id>        a seal request for the volume's live writer
+    requests/<volume>/<id>.done   its answer (the version id, or an error)
 
 The two-character fan-out keeps local directories small and spreads S3 key prefixes.
 """
@@ -46,6 +47,10 @@ def head_key(volume: str) -> str:
 
 def request_key(volume: str, request_id: str) -> str:
     return f"{REQUESTS}{volume}/{request_id}"
+
+
+def response_key(volume: str, request_id: str) -> str:
+    return f"{REQUESTS}{volume}/{request_id}.done"
 
 
 def requests_prefix(volume: str) -> str:

@@ -30,7 +30,10 @@ def default_store_url() -> str:
 class CliContext:
     store_url: str
     _repo: Repository | None = field(default=None, repr=False)
-    console: Console = field(default_factory=Console)
+    # Piped output is not squeezed into 80 columns: tables stay one row per line.
+    console: Console = field(
+        default_factory=lambda: Console(width=None if sys.stdout.isatty() else 200)
+    )
 
     @property
     def repo(self) -> Repository:
@@ -42,7 +45,7 @@ class CliContext:
     def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
         table = Table(title=title, title_justify="left")
         for column in columns:
-            table.add_column(column, overflow="fold")
+            table.add_column(column, no_wrap=column != "MESSAGE")
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row))
         self.console.print(table)

@@ -14,6 +14,7 @@ import click
 
 from strata.cli.context import CliContext, default_store_url
 from strata.cli.gc import gc
+from strata.cli.mount import commit, finalize, mount, umount
 from strata.cli.volume import volume
 from strata.errors import StrataError
 
@@ -38,6 +39,8 @@ def cli(ctx: click.Context, store_url: str) -> None:
 
 cli.add_command(volume)
 cli.add_command(gc)
+for _command in (mount, commit, finalize, umount):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,59 @@
+"""Run one FUSE mount in this process until it is unmounted.
+
+``serve`` is what ``strata mount --foreground`` runs; ``strata mount`` without it starts
+``serve`` in a detached child process and returns once the mount is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import llfuse
+
+from strata.fs.mountpoint import prepare
+from strata.fs.ops import Operations
+from strata.fs.options import MountOptions
+from strata.fs.session import MountSession
+from strata.meta.repo import Repository
+from strata.store import open_store
+
+log = logging.getLogger("strata.fs.daemon")
+
+
+def fuse_options(source: str, options: MountOptions) -> list[str]:
+    opts = [f"fsname=strata:{source}", "subtype=strata", "big_writes"]
+    if os.geteuid() == 0:
+        # Other users (a pod's non-root user) may use the mount; the kernel then
+        # checks permission bits, since the filesystem itself does not.
+        opts += ["allow_other", "default_permissions"]
+    if options.read_only:
+        opts.append("ro")
+    return opts
+
+
+def serve(store_url: str, source: str, options: MountOptions) -> None:
+    """Mount ``source`` at ``options.mount_path`` and serve until unmounted."""
+    repo = Repository.open(open_store(store_url))
+    session = MountSession(repo, source, options, store_url)
+    if not session.writable and not options.read_only:
+        from dataclasses import replace
+
+        options = replace(options, read_only=True)
+        session.options = options
+    mountpoint = prepare(options.mount_path)
+    session.open()
+    try:
+        ops = Operations(session.state, options, session)
+        llfuse.init(ops, str(mountpoint), fuse_options(source, options))
+    except BaseException:
+        session.close()
+        raise
+    log.info("mounted %s at %s", source, mountpoint, extra={"writable": session.writable})
+    session.start_timers()
+    try:
+        llfuse.main(workers=options.workers)
+    finally:
+        llfuse.close(unmount=True)
+        session.close()
+        log.info("unmounted %s from %s", source, mountpoint)
