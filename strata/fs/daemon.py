@@ -57,3 +57,28 @@ def serve(store_url: str, source: str, options: MountOptions) -> None:
         llfuse.close(unmount=True)
         session.close()
         log.info("unmounted %s from %s", source, mountpoint)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m strata.fs.daemon --store URL --source REF --options JSON``."""
+    import argparse
+    import json
+
+    from strata.errors import StrataError
+    from strata.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog="strata-mount-daemon")
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--options", required=True, help="MountOptions as JSON")
+    args = parser.parse_args(argv)
+    setup_logging(os.environ.get("STRATA_LOG_LEVEL", "INFO"))
+    try:
+        serve(args.store, args.source, MountOptions(**json.loads(args.options)))
+    except StrataError as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

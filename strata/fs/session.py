@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import getpass
 import hashlib
 import json
@@ -48,6 +49,19 @@ def default_cache_dir(store_url: str, volume: str) -> Path:
     return Path(base) / "mounts" / digest / volume
 
 
+def _lock_session(cache_dir: Path, volume: str, holder: str) -> int:
+    """One live writable mount per overlay directory (the kernel drops it on a crash)."""
+    fd = os.open(cache_dir / "mount.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise VolumeBusy(
+            f"volume {volume!r} is being written by another mount on this machine ({holder})"
+        ) from None
+    return fd
+
+
 class MountSession:
     """Everything one mounted volume needs besides the FUSE loop itself."""
 
@@ -65,6 +79,7 @@ class MountSession:
         self._results: dict[str, dict[str, object]] = {}
         self._commit_lock = threading.Lock()
         self.holder = ""
+        self._lock_fd: int | None = None
 
     # --- start / stop ------------------------------------------------------------------
 
@@ -77,10 +92,12 @@ class MountSession:
         cache_dir = Path(self.options.cache_dir or default_cache_dir(self.store_url, self.volume))
         cache_dir.mkdir(parents=True, exist_ok=True)
         # Holder names this machine's overlay: a restart after a crash takes its own
-        # claim over at once; anyone else waits for the claim to expire.
+        # claim over at once; anyone else waits for the claim to expire. The lock makes
+        # sure a live mount of the same overlay is never fenced by a second attempt.
         self.holder = f"{getpass.getuser()}@{socket.gethostname()}:{cache_dir}"
-        self.claim = self.repo.acquire_writer(self.volume, self.holder, CLAIM_TTL)
+        self._lock_fd = _lock_session(cache_dir, self.volume, self.holder)
         try:
+            self.claim = self.repo.acquire_writer(self.volume, self.holder, CLAIM_TTL)
             self.state = WorkingState.open(
                 self.repo,
                 self.claim,
@@ -88,13 +105,11 @@ class MountSession:
                 max_uploads=self.options.max_uploads,
                 upload_delay=self.options.upload_delay or 0.0,
             )
-        except FsError as exc:
-            self.repo.release_writer(self.claim)
-            if exc.errno == errno.EBUSY:  # another daemon on this machine has the overlay
-                raise VolumeBusy(
-                    f"volume {self.volume!r} is being written by another mount on this "
-                    f"machine ({self.holder})"
-                ) from None
+        except BaseException:
+            if self.claim is not None:
+                with contextlib.suppress(StrataError):
+                    self.repo.release_writer(self.claim)
+            os.close(self._lock_fd)
             raise
 
     def start_timers(self) -> None:
@@ -123,6 +138,8 @@ class MountSession:
         if self.claim is not None:
             with contextlib.suppress(StrataError):
                 self.repo.release_writer(self.claim)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
 
     # --- timers ------------------------------------------------------------------------
 
