@@ -39,6 +39,8 @@ __all__ = ["Repository", "VolumeInfo", "WriterClaim"]
 
 @dataclass(frozen=True)
 class VolumeInfo:
+    """What :meth:`Repository.volume` reports (the operator's Volume status reads it)."""
+
     name: str
     head: Version | None  # None: the volume has no version yet
     version_count: int  # versions in its history (following forks)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strata.chunks.objects import ContentStore
 from strata.errors import CorruptObject
@@ -210,3 +212,37 @@ def test_long_block_lists_are_paged(counting: CountingStore) -> None:
     counting.reset()
     writer.write_blocks(blocks)
     assert counting.snapshot().puts_by_prefix["trees/"] <= 3
+
+
+_names = st.text(
+    st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=1
+).filter(lambda n: n not in (".", ".."))
+_ints = st.integers(min_value=0, max_value=2**63 - 1)
+_entries = st.builds(
+    Entry,
+    name=_names,
+    kind=st.sampled_from([Kind.FILE, Kind.SYMLINK]),
+    mode=st.integers(0, 0o7777),
+    uid=_ints,
+    gid=_ints,
+    mtime_ns=_ints,
+    ctime_ns=_ints,
+    size=_ints,
+    xattrs=st.dictionaries(_names, st.binary(max_size=20), max_size=3).map(
+        lambda d: tuple(sorted(d.items()))
+    ),
+    target=st.text(max_size=20),
+    content=st.builds(
+        Content, blocks=st.lists(st.builds(BlockRef, st.just(H), _ints), max_size=3).map(tuple)
+    ),
+    link_id=st.text(max_size=5),
+)
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(st.lists(_entries, max_size=5, unique_by=lambda e: e.name))
+def test_entry_encoding_roundtrips(entries: list[Entry]) -> None:
+    entries.sort(key=lambda e: e.name)
+    data = fmt.encode_dir_page(fmt.entry_bytes(e) for e in entries)
+    assert data == fmt.encode_node(fmt.DirPage(tuple(entries)))
+    assert fmt.decode_node(data) == fmt.DirPage(tuple(entries))
