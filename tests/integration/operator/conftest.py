@@ -209,6 +209,7 @@ class Operator:
         self._lock = threading.Lock()
         self.deps: Deps | None = None
         self._runner: KopfRunner | None = None
+        self.started_at = 0.0  # time.monotonic() of the latest start
 
     def _record(self, request: Request) -> None:
         with self._lock:
@@ -224,6 +225,7 @@ class Operator:
 
     def start(self) -> Operator:
         assert self._runner is None, "already running"
+        self.started_at = time.monotonic()
         self.deps = Deps.build(self.api_client, self.settings, on_request=self._record)
         args = ["run", "--standalone", "--log-format=plain"]
         for ns in self.settings.namespaces:

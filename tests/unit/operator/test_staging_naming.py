@@ -129,3 +129,12 @@ def test_label_values_of_different_ids_differ() -> None:
     assert label_value("R") != label_value("r")
     assert label_value("日本") != label_value("中国")
     assert label_value("a" * 300) != label_value("a" * 301)
+
+
+def test_names_are_pinned_across_releases() -> None:
+    # Changing the naming would orphan every existing staging PVC on upgrade.
+    run = "scheduled__2026-11-20T00:00:00+00:00"
+    assert pvc_name("strata", "etl", run) == (
+        "strata-staging-etl-scheduled-2026-11-20t00-00-00-00-00-51bb95f0"
+    )
+    assert label_value(run) == "scheduled-2026-11-20t00-00-00-00-00-f16325f7"
