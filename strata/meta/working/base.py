@@ -113,7 +113,7 @@ class Core:
     _committing: bool
     _touched_dirs: set[int]
     _touched_files: set[int]
-    _unlink_later: list[Path]
+    _unlink_later: dict[Path, None]
     _staged_candidates: set[str]
     _flush_submits: set[str] | None
     _open_handles: dict[int, int]
@@ -129,7 +129,7 @@ class Core:
         self._committing = False
         self._touched_dirs = set()
         self._touched_files = set()
-        self._unlink_later = []
+        self._unlink_later = {}
         self._staged_candidates = set()
         self._flush_submits = None
         self._open_handles = {}
@@ -312,6 +312,10 @@ class Core:
         fd = self._fds.pop(str(path), None)
         if fd is not None:
             os.close(fd)
+
+    def _unlink_after_durable(self, path: Path) -> None:
+        """Delete ``path`` at the next durable point, if this operation commits."""
+        self._db.defer(lambda: self._unlink_later.setdefault(path, None))
 
     def _new_dirty_file(self) -> int:
         dfile = self._next_dfile

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from strata.meta.entry import BlockRef, Content, Entry, Kind
 from strata.meta.version import Stats, Version
-from strata.meta.working.base import DIRTY, ROOT, SEALED, STORED, block_len, nblocks
+from strata.meta.working.base import DIRTY, ROOT, SEALED, STORED, B, block_len, nblocks
 from strata.meta.working.base import decode_content as _decode
 from strata.meta.working.base import encode_content as _encode
 from strata.meta.working.data import Data
@@ -77,6 +77,7 @@ class Commit(Data):
             snap = self._run(self._snapshot)
             try:
                 self._uploader.flush()
+                self._verify_uploaded(snap)
                 hashes, contents = self._build(snap)
                 root = hashes.get(ROOT, snap.root_tree)
                 self._run(lambda: self._db.set_meta("pending_root", root))
@@ -207,6 +208,20 @@ class Commit(Data):
 
     # --- build (no lock: store writes) -----------------------------------------------
 
+    def _verify_uploaded(self, snap: _Snapshot) -> None:
+        """Re-upload sealed blocks that are no longer in the store.
+
+        A block uploaded in the background but not yet committed is garbage to GC; if a
+        sweep inside its grace window removed it (or an in-process GC ran with no grace
+        at all), referencing it would seal a broken version. ``has_chunk`` answers from
+        memory for blocks this process uploaded since the last sweep it saw, so this
+        costs no request in the normal case.
+        """
+        for digest in sorted({h for _, _, h in snap.sealed}):
+            if not self._content.has_chunk(digest):
+                data = self._staged_path(digest).read_bytes()
+                self._content.put_chunk(data, expected=digest)
+
     def _build(self, snap: _Snapshot) -> tuple[dict[int, str], dict[int, Content]]:
         contents = {ino: self._writer.write_blocks(refs) for ino, refs in snap.files.items()}
         hashes: dict[int, str] = {}
@@ -266,7 +281,7 @@ class Commit(Data):
                 continue
             path = self._staged_path(digest)
             self._forget_fd(path)
-            self._unlink_later.append(path)
+            self._unlink_after_durable(path)
         self._committing = False
         self._flush_submits = None
         self._touched_dirs = set()
@@ -284,7 +299,7 @@ class Commit(Data):
 
         dirty = self._db.scalar(
             "SELECT SUM(CASE WHEN state = 0 THEN ? ELSE size END) FROM blocks WHERE state < 2",
-            (block_len(0, 1 << 62),),
+            (B,),
             0,
         )
         return StatFs(

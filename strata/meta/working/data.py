@@ -219,34 +219,37 @@ class Data(Loader):
         self._run(op)
 
     def _resize(self, row: sqlite3.Row, size: int, fetched: dict[str, bytes]) -> None:
-        """Change a file's length: drop blocks past the end, re-cut the edge block."""
+        """Change a file's length: drop blocks past the end, re-cut the edge block.
+
+        The edge block is planned (and fetched, via NeedIO) before anything changes.
+        """
         ino, old = row["ino"], row["size"]
         shrinking = size < old
+        edge: int | None = None
+        if shrinking and size % B:
+            edge = size // B  # (a whole new last block keeps its length)
+        elif not shrinking and old:
+            edge = (old - 1) // B
+        b = self._block_rows(ino, [edge]).get(edge) if edge is not None else None
+        rewrite = self._needs_rewrite(b, edge or 0, size)
+        if rewrite and b is not None:
+            self._prefetch_old({b["idx"]: b}, {b["idx"]: True}, fetched)
         if shrinking:
-            for b in self._db.x(
+            for gone in self._db.x(
                 "SELECT * FROM blocks WHERE ino = ? AND idx >= ?", (ino, nblocks(size))
             ).fetchall():
-                self._drop_block(b)
-            if size % B == 0:
-                return  # the new last block is whole: its length does not change
-            edge = size // B
-        elif old:
-            edge = (old - 1) // B
-        else:
-            return
-        b = self._block_rows(ino, [edge]).get(edge)
+                self._drop_block(gone)
         if b is None:
-            return  # a hole has no bytes to re-cut
+            return  # no edge block, or a hole: no bytes to re-cut
         if b["state"] == DIRTY:
             dfile = int(b["dfile"])
-        elif self._needs_rewrite(b, edge, size):
-            self._prefetch_old({edge: b}, {edge: True}, fetched)
-            dfile = self._make_dirty(ino, edge, b, True, fetched)
+        elif rewrite:
+            dfile = self._make_dirty(ino, b["idx"], b, True, fetched)
         else:
             return
         if shrinking:
             # Zero everything past the new end: bytes past EOF must read as zeros later.
-            os.ftruncate(self._fd(self._dirty_path(dfile)), block_len(edge, size))
+            os.ftruncate(self._fd(self._dirty_path(dfile)), block_len(b["idx"], size))
 
     @staticmethod
     def _needs_rewrite(b: sqlite3.Row | None, idx: int, size: int) -> bool:
@@ -319,16 +322,17 @@ class Data(Loader):
 
     def _release_staged(self, b: sqlite3.Row) -> None:
         """A block stops referencing its staged copy (SEALED: withdraw its upload)."""
+        digest = b["hash"]
         if b["state"] == SEALED:
-            self._uploader.cancel(b["hash"])
+            self._db.defer(lambda: self._uploader.cancel(digest))
         if b["state"] in (SEALED, STORED):
-            self._staged_candidates.add(b["hash"])
+            self._db.defer(lambda: self._staged_candidates.add(digest))
 
     def _drop_block(self, b: sqlite3.Row) -> None:
         if b["state"] == DIRTY:
             path = self._dirty_path(b["dfile"])
             self._forget_fd(path)
-            self._unlink_later.append(path)
+            self._unlink_after_durable(path)
         self._release_staged(b)
         self._db.x("DELETE FROM blocks WHERE ino = ? AND idx = ?", (b["ino"], b["idx"]))
 
@@ -411,7 +415,13 @@ class Data(Loader):
             (SEALED, digest, blen, b["ino"], b["idx"]),
         )
         self._forget_fd(path)
-        self._unlink_later.append(path)
+        self._unlink_after_durable(path)
+        self._db.defer(lambda: self._submit(digest, staged))
+
+    def _submit(self, digest: str, staged: Path) -> None:
+        # A staged file queued for deletion (its digest unreferenced at the last
+        # commit) is referenced again: keep it.
+        self._unlink_later.pop(staged, None)
         self._uploader.submit(digest, staged)
         if self._flush_submits is not None:
             self._flush_submits.add(digest)
@@ -477,7 +487,7 @@ class Data(Loader):
             if self._closed:
                 return
             self._db.durable()
-            doomed, self._unlink_later = self._unlink_later, []
+            doomed, self._unlink_later = self._unlink_later, {}
             for path in doomed:
                 self._forget_fd(path)
                 path.unlink(missing_ok=True)

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -150,6 +150,7 @@ class Db:
         self._depth = 0
         self._ops = 0
         self._since = 0.0
+        self._deferred: list[list[Callable[[], None]]] = []
 
     def x(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, args)
@@ -180,6 +181,7 @@ class Db:
             self._ops = 0
             self._since = time.monotonic()
         self._depth += 1
+        self._deferred.append([])
         self.conn.execute("SAVEPOINT op")
         try:
             yield
@@ -187,10 +189,16 @@ class Db:
             self.conn.execute("ROLLBACK TO op")
             self.conn.execute("RELEASE op")
             self._depth -= 1
+            self._deferred.pop()
             raise
         self.conn.execute("RELEASE op")
         self._depth -= 1
-        if self._depth == 0:
+        done = self._deferred.pop()
+        if self._depth:
+            self._deferred[-1].extend(done)
+        else:
+            for fn in done:
+                fn()
             self._ops += 1
             if (
                 self.mode != SyncMode.BATCH
@@ -198,6 +206,17 @@ class Db:
                 or time.monotonic() - self._since >= self.batch_seconds
             ):
                 self.conn.execute("COMMIT")
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the current operation succeeds; drop it if it rolls back.
+
+        For side effects outside the database (withdrawing an upload, queueing a file
+        for deletion) that must not happen for an operation that did not.
+        """
+        if self._depth:
+            self._deferred[-1].append(fn)
+        else:
+            fn()
 
     def flush(self) -> None:
         """Commit a pending batch (no-op in ``normal``/``full`` mode between ops)."""
