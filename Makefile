@@ -44,9 +44,8 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-demo:
-	@echo "make demo: not implemented yet — the filesystem issue (llfuse mounts, SDK) adds it." >&2
-	@exit 1
+demo: deps
+	scripts/demo.sh
 
 bench:
 	@echo "make bench: not implemented yet — the filesystem issue adds the benchmarks." >&2

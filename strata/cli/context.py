@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
@@ -15,15 +13,6 @@ from rich.table import Table
 
 from strata.meta.repo import Repository
 from strata.store import open_store
-
-
-def default_store_url() -> str:
-    """``$STRATA_STORE``, else a directory store under the user's data dir."""
-    if url := os.environ.get("STRATA_STORE"):
-        return url
-    import platformdirs
-
-    return f"file://{Path(platformdirs.user_data_dir('strata')) / 'store'}"
 
 
 @dataclass

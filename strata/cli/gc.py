@@ -31,11 +31,17 @@ def gc(ctx: CliContext, grace: str, dry_run: bool, as_json: bool) -> None:
         raise click.BadParameter(str(exc), param_hint="--grace") from None
     report = collect_garbage(ctx.repo, grace=grace_s, dry_run=dry_run)
     if as_json:
-        ctx.json(dataclasses.asdict(report))
+        ctx.json({**dataclasses.asdict(report), "objects_freed": report.objects_freed})
         return
     verb = "would free" if dry_run else "freed"
-    click.echo(
-        f"gc {verb} {report.objects_freed} objects ({format_size(report.bytes_freed)}); "
-        f"kept {report.objects_kept}; versions expired by retention: "
-        f"{len(report.versions_expired)}"
+    ctx.table(
+        f"gc ({'dry run, ' if dry_run else ''}grace {grace}, {report.seconds:.1f}s)",
+        ["", "TREES", "CHUNKS", "BYTES"],
+        [
+            [verb, report.trees_freed, report.chunks_freed, format_size(report.bytes_freed)],
+            ["live", report.trees_live, report.chunks_live, ""],
+            ["kept (younger than grace)", report.kept_young, "", ""],
+        ],
     )
+    if report.versions_expired:
+        click.echo(f"versions expired by retention: {', '.join(report.versions_expired)}")

@@ -12,10 +12,11 @@ import sys
 
 import click
 
-from strata.cli.context import CliContext, default_store_url
+from strata.cli.context import CliContext
 from strata.cli.gc import gc
 from strata.cli.mount import commit, finalize, mount, umount
 from strata.cli.volume import volume
+from strata.config import default_store_url
 from strata.errors import StrataError
 
 EXIT_ERROR = 1
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("strata: aborted", err=True)
         return EXIT_ERROR
+    except click.BadParameter as exc:
+        # A bad value is one line, like every other error; usage goes with --help.
+        click.echo(f"strata: error: {exc.format_message()}", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from strata.config import cache_root
 from strata.errors import FencedWriter, StrataError, VolumeBusy
 from strata.fs.options import MountOptions
 from strata.meta.names import parse_ref
@@ -40,13 +41,8 @@ SEAL_POLL = 3.0
 def default_cache_dir(store_url: str, volume: str) -> Path:
     """Per store and volume, so the next writable mount on this machine finds the
     overlay a crashed daemon left (invariant 6)."""
-    base = os.environ.get("STRATA_CACHE_DIR")
-    if not base:
-        import platformdirs
-
-        base = platformdirs.user_cache_dir("strata")
     digest = hashlib.sha256(store_url.encode()).hexdigest()[:12]
-    return Path(base) / "mounts" / digest / volume
+    return cache_root() / "mounts" / digest / volume
 
 
 def _lock_session(cache_dir: Path, volume: str, holder: str) -> int:

@@ -1,1 +1,5 @@
-"""Strata engine layer: sdk (see docs/architecture.md)."""
+"""The Python SDK: ``Volume`` / ``ReadOnlyVolume`` handles (see strata.sdk.volume)."""
+
+from strata.sdk.volume import ReadOnlyVolume, Volume
+
+__all__ = ["ReadOnlyVolume", "Volume"]
