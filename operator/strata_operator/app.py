@@ -50,22 +50,39 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
 
 
 async def _operate(deps: Deps, stop: threading.Event, ready: threading.Event | None) -> None:
+    """kopf until a signal arrives or ``stop`` is set (by the caller, or a lost Lease).
+
+    ``stop`` is honoured by cancelling kopf rather than through kopf's ``stop_flag``:
+    kopf waits on a stop flag in a task that a signal-initiated stop leaves hanging for
+    its 5-second grace period, delaying every pod shutdown.
+    """
     settings = deps.settings
-    try:
-        await kopf.operator(
+    operator = asyncio.create_task(
+        kopf.operator(
             registry=build_registry(deps),
             settings=kopf_settings(settings),
             standalone=True,
             clusterwide=settings.clusterwide,
             namespaces=settings.namespaces,
             liveness_endpoint=settings.liveness,
-            stop_flag=stop,
             ready_flag=ready,
-        )
+        ),
+        name="kopf",
+    )
+
+    async def watch_stop() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        operator.cancel()
+
+    watcher = asyncio.create_task(watch_stop(), name="strata-stop-watcher")
+    try:
+        await operator
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
     finally:
-        # kopf waits for a threading.Event stop flag in an executor thread; after a
-        # signal-initiated stop, setting it lets asyncio.run() shut that executor down.
-        stop.set()
+        watcher.cancel()
 
 
 def run(
