@@ -105,6 +105,7 @@ class Commit(Data):
             (DIRTY,),
         ).fetchall():
             self._seal_locked(b, b["fsize"])
+        self._queue_unqueued()
         dirty = {
             int(r["ino"]): (int(r["parent"]), str(r["tree"]))
             for r in self._db.x("SELECT ino, parent, tree FROM inodes WHERE dirty = 1")
@@ -218,9 +219,25 @@ class Commit(Data):
         costs no request in the normal case.
         """
         for digest in sorted({h for _, _, h in snap.sealed}):
-            if not self._content.has_chunk(digest):
-                data = self._staged_path(digest).read_bytes()
-                self._content.put_chunk(data, expected=digest)
+            if self._content.has_chunk(digest):
+                continue
+            with self._lock:
+                row = self._db.one(
+                    "SELECT data FROM blocks WHERE hash = ? AND data IS NOT NULL LIMIT 1",
+                    (digest,),
+                )
+            path = self._staged_path(digest)
+            if row is not None:
+                data = bytes(row["data"])
+            elif path.exists():
+                data = path.read_bytes()
+            else:
+                raise FsError(
+                    errno.EAGAIN,
+                    f"block {digest} vanished from the store and was rewritten locally; "
+                    "commit again",
+                )
+            self._content.put_chunk(data, expected=digest)
 
     def _build(self, snap: _Snapshot) -> tuple[dict[int, str], dict[int, Content]]:
         contents = {ino: self._writer.write_blocks(refs) for ino, refs in snap.files.items()}
@@ -298,7 +315,8 @@ class Commit(Data):
             return int(self._db.get_meta(f"stat_{key}", 0))
 
         dirty = self._db.scalar(
-            "SELECT SUM(CASE WHEN state = 0 THEN ? ELSE size END) FROM blocks WHERE state < 2",
+            "SELECT SUM(CASE WHEN state = 0 THEN COALESCE(length(data), ?) ELSE size END) "
+            "FROM blocks WHERE state < 2",
             (B,),
             0,
         )

@@ -29,12 +29,14 @@ means and which invariants hold).
               ``TreeWriter.update_dir`` (O(change) even in a 1M-entry directory).
 ``xattrs``    extended attributes (name BLOB → value BLOB).
 ``blocks``    the block map of files with ``blocks_loaded``; no row = a hole.
-              ``state``: 0 DIRTY (data in ``dirty/<dfile>``, mutable), 1 SEALED (data
-              in ``staged/<hash>``, immutable, handed to the uploader, not known to
-              be stored), 2 STORED (in the store; ``staged/<hash>`` kept as a local
-              copy), 3 REMOTE (only in the store). ``size`` is the chunk's length for
-              states 1-3. ``gen`` changes on every write, so a seal computed outside
-              the lock is only applied if nothing wrote meanwhile.
+              ``state``: 0 DIRTY (mutable), 1 SEALED (immutable, hashed, not known to
+              be stored), 2 STORED (in the store, local copy kept), 3 REMOTE (only in
+              the store). Bytes: ``data`` (inline, blocks up to 64 KiB), else
+              ``dirty/<dfile>`` (DIRTY) or ``staged/<hash>`` (SEALED/STORED).
+              ``size`` is the chunk's length for states 1-3. ``gen`` changes on
+              every write, so a seal computed outside the lock is only applied if
+              nothing wrote meanwhile. ``queued``: handed to this process's uploader
+              (so withdrawing it is this block's to do).
 ``links``     link_id → ino, so every entry of one hard-link group maps to one inode.
 
 Durability modes (the high-throughput seam): ``normal`` commits every operation's
@@ -99,6 +101,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     ino INTEGER NOT NULL, idx INTEGER NOT NULL, state INTEGER NOT NULL,
     hash TEXT NOT NULL DEFAULT '', size INTEGER NOT NULL DEFAULT 0,
     dfile INTEGER NOT NULL DEFAULT 0, gen INTEGER NOT NULL DEFAULT 0,
+    data BLOB, queued INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (ino, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_unstored ON blocks(state) WHERE state < 2;

@@ -273,19 +273,17 @@ class WorkingState(Namespace, Commit):
         staged = {
             str(r[0])
             for r in db.x(
-                "SELECT DISTINCT hash FROM blocks WHERE state IN (?, ?)", (SEALED, STORED)
+                "SELECT DISTINCT hash FROM blocks WHERE state IN (?, ?) AND data IS NULL",
+                (SEALED, STORED),
             )
         }
         for sub in (self.cache_dir / "staged").iterdir():
             for path in sub.iterdir() if sub.is_dir() else ():
                 if path.name not in staged:
                     path.unlink(missing_ok=True)
-        for r in db.x("SELECT hash FROM blocks WHERE state = ?", (SEALED,)).fetchall():
-            path = self._staged_path(r[0])
-            if path.exists():
-                self._uploader.submit(r[0], path)
-            else:
-                log.error("staged block %s is missing from %s", r[0], self.cache_dir)
+        with db.op():
+            db.x("UPDATE blocks SET queued = 0 WHERE queued = 1")
+            self._queue_unqueued()  # whatever the last process had queued may be lost
 
 
 def _lock(cache_dir: Path) -> int:

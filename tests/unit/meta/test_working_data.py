@@ -223,8 +223,10 @@ def test_background_sealing_stages_full_blocks(env: Env) -> None:
     ws.release_handle(ino)  # seals the partial tail block too
     assert ws._sealer is not None
     ws._sealer.submit(lambda: None).result()  # wait for the queue to drain
-    staged = list((env.cache() / "staged").rglob("*"))
-    assert len([p for p in staged if p.is_file()]) == 3
+    states = [r[0] for r in ws._db.x("SELECT state FROM blocks WHERE ino = ?", (ino,))]
+    assert states == [1, 1, 1]  # all SEALED
+    staged = [p for p in (env.cache() / "staged").rglob("*") if p.is_file()]
+    assert len(staged) == 2  # the 10-byte tail stays inline in its database row
     assert ws.read(ino, 0, len(data)) == data
     ws.write(ino, 5, b"after seal")  # copy-on-write from the staged copy
     assert ws.read(ino, 0, 20) == data[:5] + b"after seal" + data[15:20]
