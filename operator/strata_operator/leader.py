@@ -70,7 +70,9 @@ class LeaderElector:
             return self._write(None, now, transitions=0)
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
-        record = (holder, spec.get("renewTime"), spec.get("leaseDurationSeconds"))
+        # Any write (a renewal included) changes resourceVersion: an unchanged one means
+        # the holder has not renewed since we first saw this record.
+        record = (holder, lease["metadata"].get("resourceVersion"), spec.get("renewTime"))
         if record != self._observed:
             self._observed, self._observed_at = record, self.monotonic()
         if holder == self.identity:

@@ -204,3 +204,56 @@ def test_allowed_edits(kube: Any, ns: str) -> None:
     apply(kube, ns, sv(size="5Gi", runPhase="Running", storageClassName="nfs"))
     apply(kube, ns, vol(source={"volumeVersion": "base-v1"}, highThroughput=False))
     apply(kube, ns, vol(source={"volumeVersion": "base-v1"}, highThroughput=True, onUnmount="keep"))
+
+
+def test_volume_examples_apply_as_documented(kube: Any, ns: str) -> None:
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    out = kube.kubectl("apply", "-n", ns, "-f", str(examples / "volume.yaml")).stdout
+    assert "volume.strata.dev/datasets created" in out
+    out = kube.kubectl("apply", "-n", ns, "-f", str(examples / "volumeversion.yaml")).stdout
+    assert "volumeversion.strata.dev/datasets-initial-import created" in out
+
+    volume = json.loads(kube.kubectl("get", "-n", ns, "vol", "datasets", "-o", "json").stdout)
+    assert volume["spec"]["retention"] == {"keepLast": 10, "maxAge": "30d"}
+    assert volume["spec"]["mountOptions"] == {
+        "maxUploads": 32,
+        "uploadDelay": "5s",
+        "cacheSize": "20Gi",
+        "attrCache": 60,
+        "entryCache": 60,
+        "dirEntryCache": 60,
+    }
+    assert volume["spec"]["onUnmount"] == "commit"
+    assert volume["spec"]["highThroughput"] is False
+    version = json.loads(
+        kube.kubectl("get", "-n", ns, "volver", "datasets-initial-import", "-o", "json").stdout
+    )
+    assert version["spec"] == {
+        "volume": "datasets",
+        "message": "Initial import of the 2026-11 snapshot",
+    }
+    # Re-applying unchanged examples is a no-op; editing the version is refused.
+    again = kube.kubectl(
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        str(examples / "volume.yaml"),
+        "-f",
+        str(examples / "volumeversion.yaml"),
+    ).stdout
+    assert again.count("unchanged") == 2
+    edit = kube.kubectl(
+        "patch",
+        "-n",
+        ns,
+        "volver",
+        "datasets-initial-import",
+        "--type=merge",
+        "-p",
+        '{"spec":{"message":"rewritten"}}',
+        check=False,
+    )
+    assert edit.returncode != 0 and "spec is immutable" in edit.stderr
