@@ -270,7 +270,9 @@ class Operations(llfuse.Operations):
     # --- extended attributes (and the control channel on the root) -----------------------
 
     @handler
-    def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+    def getxattr(self, inode: int, name: bytes, ctx: Any = None) -> bytes:
+        # ctx is optional: llfuse itself calls getxattr(inode, name) to check
+        # XATTR_CREATE / XATTR_REPLACE before setxattr (handlers.pxi).
         key = _name(name)
         if inode == llfuse.ROOT_INODE and key.startswith(CONTROL_PREFIX) and self.control:
             return self.control.get(key[len(CONTROL_PREFIX) :])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections import Counter
 from dataclasses import dataclass
 
 from strata.chunks.reader import BlockReader
@@ -46,6 +47,8 @@ class VersionView:
         self._nodes: dict[int, _Node] = {ROOT: _Node(root, ROOT)}
         self._children: dict[tuple[int, str], int] = {}
         self._links: dict[str, int] = {}
+        self._link_counts: Counter[str] | None = None
+        self._link_counts_lock = threading.Lock()
         self._next = ROOT + 1
 
     # --- inode bookkeeping ---------------------------------------------------------------
@@ -82,10 +85,37 @@ class VersionView:
         if ino == ROOT:
             t = self._root_times
             return Attr(ROOT, Kind.DIR, 0o755, 2, 0, 0, 0, t, t, t)
-        nlink = 2 if e.kind == Kind.DIR else 1
+        nlink = 1
+        if e.kind == Kind.DIR:
+            nlink = 2
+        elif e.link_id:
+            nlink = self._link_count(e.link_id)
         return Attr(
             ino, e.kind, e.mode, nlink, e.uid, e.gid, e.size, e.mtime_ns, e.mtime_ns, e.ctime_ns
         )
+
+    def _link_count(self, link_id: str) -> int:
+        """How many names the hard-link group ``link_id`` has in this version.
+
+        Tools rely on ``st_nlink`` (tar and rsync keep hard links only when it is above
+        1), but the names of a group can sit anywhere in the tree. Entries carry no
+        count, so the first hard link a mount meets costs one walk of the version's
+        trees -- as the writable working state does (``Loader._resolve_links``); the
+        version is immutable, so the counts are computed once per mount.
+        """
+        with self._link_counts_lock:
+            if self._link_counts is None:
+                counts: Counter[str] = Counter()
+                pending: Counter[str] = Counter({self.version.root: 1} if self.version.root else {})
+                while pending:  # iterative: directory depth is unbounded
+                    tree, copies = pending.popitem()
+                    for e in self._trees.iter_entries(tree):
+                        if e.link_id:
+                            counts[e.link_id] += copies
+                        elif e.kind == Kind.DIR and e.tree:
+                            pending[e.tree] += copies
+                self._link_counts = counts
+            return max(self._link_counts[link_id], 1)
 
     # --- queries (same names as WorkingState) ---------------------------------------------
 
