@@ -109,7 +109,11 @@ class StagingReconciler:
         conds = sv.status.get("conditions") or []
         if not sv.terminal:
             conds = conditions.remove(conds, BLOCKED)
-        expired = expires is not None and expires <= now
+        # Once Expired, a terminal run stays so (even if its TTL is raised afterwards):
+        # only runPhase back to Running brings a PVC again.
+        expired = (expires is not None and expires <= now) or (
+            sv.terminal and sv.status.get("phase") == "Expired"
+        )
 
         pvc = self.kube.get_pvc(sv.namespace, pvc_name)
         if pvc is None or is_terminating(pvc):

@@ -32,7 +32,9 @@ from strata_operator.deps import Deps
 from strata_operator.kube import Conflict, KubeError
 from strata_operator.staging.reconcile import BLOCKED, READY, StagingReconciler, expired_message
 from strata_operator.staging.resources import (
+    ANN_DAG,
     ANN_OWNER,
+    ANN_RUN,
     SELECTOR,
     StagingView,
     controller_owner,
@@ -215,10 +217,11 @@ class _Pass:
         if is_terminating(pvc) or _name(pvc) in self._deleted:
             return
         name = _name(pvc)
+        annotations = pvc["metadata"].get("annotations") or {}
+        if ANN_DAG not in annotations or ANN_RUN not in annotations:
+            return  # labelled like ours but not made by us: never delete on a label alone
         owner = controller_owner(pvc)
-        owner_name = (owner or {}).get("name") or pvc["metadata"].get("annotations", {}).get(
-            ANN_OWNER
-        )
+        owner_name = (owner or {}).get("name") or annotations.get(ANN_OWNER)
         prefix = self.deps.settings.prefix
         claimants = [sv for sv in self.volumes if sv.pvc_name(prefix) == name]
         if any(owner and sv.uid == owner.get("uid") for sv in claimants):

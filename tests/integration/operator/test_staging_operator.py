@@ -401,3 +401,82 @@ def test_annotation_override_makes_a_class_rwx(
     assert pvc.spec.storage_class_name == fancy
     created = [e for e in api.events(ns, "r") if e.reason == "Created"]
     assert created and 'strata.dev/rwx="true"' in created[0].message
+
+
+def expire(api: Api, ns: str, name: str, wait_for: Callable[..., Any]) -> Any:
+    """Create a 1-second-TTL StagingVolume, finish its run and wait until it expired."""
+    pvc = pvc_of(api, ns, name, wait_for)
+    api.patch_sv(ns, name, {"runPhase": "Succeeded"})
+    wait_for(lambda: api.sv_status(ns, name).get("phase") == "Expired", what="phase Expired")
+    return pvc
+
+
+def test_expired_stays_expired_when_the_ttl_is_raised(
+    api: Api, ns: str, rwx_class: str, operator: Operator, wait_for: Callable[..., Any]
+) -> None:
+    api.create_sv(
+        ns, "r", dagId="etl", runId="r1", storageClassName=rwx_class, ttlSecondsAfterFinished=1
+    )
+    expire(api, ns, "r", wait_for)
+    api.patch_sv(ns, "r", {"ttlSecondsAfterFinished": 3600})
+    wait_for(
+        lambda: (
+            api.sv_status(ns, "r").get("observedGeneration")
+            == api.get_sv(ns, "r")["metadata"]["generation"]
+        ),
+        what="the TTL edit to be seen",
+    )
+    status = api.sv_status(ns, "r")
+    assert status["phase"] == "Expired"
+    assert (ts(status["expiresAt"]) - ts(status["finishedAt"])).total_seconds() == 3600
+    assert len(operator.calls("create", "persistentvolumeclaims")) == 1
+
+
+def test_running_again_after_expiry_brings_a_new_empty_pvc(
+    api: Api, ns: str, rwx_class: str, operator: Operator, wait_for: Callable[..., Any]
+) -> None:
+    api.create_sv(
+        ns, "r", dagId="etl", runId="r1", storageClassName=rwx_class, ttlSecondsAfterFinished=1
+    )
+    old = expire(api, ns, "r", wait_for)
+    api.patch_sv(ns, "r", {"runPhase": "Running"})
+    # Play the pvc-protection controller (not running here) so the deletion completes.
+    api.core.patch_namespaced_persistent_volume_claim(
+        old.metadata.name, ns, {"metadata": {"finalizers": None}}
+    )
+    new = wait_for(
+        lambda: (
+            (pvc := api.live_pvc(ns, old.metadata.name))
+            and pvc.metadata.uid != old.metadata.uid
+            and pvc
+        ),
+        what="a new PVC of the same name",
+    )
+    assert new.metadata.name == old.metadata.name
+    wait_for(lambda: api.sv_status(ns, "r").get("phase") == "Pending", what="phase Pending")
+    assert not api.sv_status(ns, "r").get("expiresAt")
+
+
+def test_labels_alone_never_get_a_pvc_deleted(
+    api: Api, ns: str, operator: Operator, wait_for: Callable[..., Any]
+) -> None:
+    api.core.create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {
+                "name": "lookalike",
+                "labels": {
+                    "app.kubernetes.io/managed-by": "strata",
+                    "app.kubernetes.io/component": "staging",
+                },
+            },
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    moment = time.monotonic()
+    wait_for(lambda: operator.sweeps_since(moment) >= 3, what="three sweeps")
+    assert api.live_pvc(ns, "lookalike") is not None
+    assert operator.calls("delete", "persistentvolumeclaims") == []
