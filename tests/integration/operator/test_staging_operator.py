@@ -226,7 +226,7 @@ def test_running_again_cancels_expiry(
     api: Api, ns: str, rwx_class: str, operator: Operator, wait_for: Callable[..., Any]
 ) -> None:
     api.create_sv(
-        ns, "r", dagId="etl", runId="r1", storageClassName=rwx_class, ttlSecondsAfterFinished=2
+        ns, "r", dagId="etl", runId="r1", storageClassName=rwx_class, ttlSecondsAfterFinished=5
     )
     pvc = pvc_of(api, ns, "r", wait_for)
     api.patch_sv(ns, "r", {"runPhase": "Failed"})
@@ -240,7 +240,7 @@ def test_running_again_cancels_expiry(
         what="expiry cleared",
     )
     # Let the old expiry time pass by a few sweeps: the PVC must survive.
-    wait_for(lambda: datetime.now(expires.tzinfo) > expires, timeout=10)
+    wait_for(lambda: datetime.now(expires.tzinfo) > expires, timeout=15)
     moment = time.monotonic()
     wait_for(lambda: operator.sweeps_since(moment) >= 3, what="three sweeps after expiry")
     same = api.live_pvc(ns, pvc.metadata.name)
