@@ -367,3 +367,24 @@ def test_files_deleted_within_the_upload_delay_are_never_uploaded(
     finally:
         ws.close()
         uploader.close()
+
+
+def test_names_removed_from_a_lazy_directory_stay_removed(env: Env) -> None:
+    """A directory never listed keeps serving names from its base tree; a removed or
+    renamed-away name must not come back from there."""
+    repo = env.repo
+    entries = [Entry(f"n{i}", Kind.FILE, 0o644) for i in range(50)]
+    repo.commit(env.claim, repo.tree_writer.write_dir(entries), "base", Stats())
+    ws = env.open()
+    ws.unlink(ROOT, "n7")
+    ws.rename(ROOT, "n8", ROOT, "renamed")
+    raises_errno(errno.ENOENT, ws.lookup, ROOT, "n7")
+    raises_errno(errno.ENOENT, ws.lookup, ROOT, "n8")
+    assert ws.lookup(ROOT, "n9").kind == Kind.FILE
+    assert ws.getattr(ROOT).nlink == 1  # still lazy: nothing was listed
+    v = ws.commit("removed")
+    raises_errno(errno.ENOENT, ws.lookup, ROOT, "n7")
+    names = {d.name for d in ws.readdir(ROOT)}
+    assert "n7" not in names and "n8" not in names and "renamed" in names
+    assert len(names) == 49
+    assert {e.name for e in repo.trees.iter_entries(v.root)} == names

@@ -232,3 +232,18 @@ def test_background_sealing_stages_full_blocks(env: Env) -> None:
     assert ws.read(ino, 0, 20) == data[:5] + b"after seal" + data[15:20]
     v = ws.commit("sealed")
     assert tree_contents(env.repo, v.root)["f"][1] == data[:5] + b"after seal" + data[15:]
+
+
+def test_small_blocks_stay_inline_until_they_grow(env: Env, ws: WorkingState) -> None:
+    ino = ws.create(ROOT, "f", 0o644).ino
+    first = pattern(60 * 1024, seed=5)
+    ws.write(ino, 0, first)
+    assert list((env.cache() / "dirty").iterdir()) == []  # no file for a small block
+    ws.write(ino, 60 * 1024, b"z" * 10 * 1024)  # past the inline limit: spills to a file
+    assert len(list((env.cache() / "dirty").iterdir())) == 1
+    assert ws.read(ino, 0, 80 * 1024) == first + b"z" * 10 * 1024
+    ws.truncate(ino, 100)
+    ws.truncate(ino, 200)
+    assert ws.read(ino, 0, 300) == first[:100] + bytes(100)
+    v = ws.commit("spilled")
+    assert tree_contents(env.repo, v.root)["f"][1] == first[:100] + bytes(100)
