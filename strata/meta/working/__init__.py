@@ -3,9 +3,13 @@
 Inode-based operations (lookup, create, write at offset, read, truncate, mkdir,
 rename, unlink, rmdir, link, symlink, setattr, xattrs, fsync) on a local SQLite
 database plus block files in a cache dir, so uncommitted work survives a restart;
-``commit`` turns it into a version in O(change). See ``state.py`` for the cache-dir
-layout and recovery, ``db.py`` for the schema, ``data.py`` for the block life cycle,
-``commit.py`` for sealing a version.
+``commit`` turns it into a version in O(change).
+
+Modules: ``state.py`` (open, cache-dir layout, crash recovery), ``db.py`` (the SQLite
+schema and durability modes), ``base.py`` (locking, dirty tracking), ``loader.py``
+(lazy materialisation of the base, hard-link groups), ``namespace.py`` (names and
+attributes), ``blocks.py`` (the block life cycle), ``data.py`` (read/write/truncate/
+fsync), ``commit.py`` (sealing a version).
 """
 
 from strata.meta.working.db import SyncMode

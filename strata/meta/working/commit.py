@@ -92,7 +92,14 @@ class Commit(Data):
                     with contextlib.suppress(sqlite3.Error), self._db.op():
                         self._db.set_meta("pending_root", "")
                 raise
-            self._run(lambda: self._rebase(snap, version, hashes, contents))
+            try:
+                self._run(lambda: self._rebase(snap, version, hashes, contents))
+            finally:
+                # If re-basing failed, the overlay still names the old base: the next
+                # open adopts this version through ``pending_root``.
+                with self._lock:
+                    self._committing = False
+                    self._flush_submits = None
             self._durable()
             return version
 
