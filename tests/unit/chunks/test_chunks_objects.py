@@ -64,9 +64,9 @@ def test_same_data_twice_is_one_put(probe: ProbeStore) -> None:
 
 def test_existing_object_is_success_not_overwrite(probe: ProbeStore) -> None:
     """Another writer stored it first: the conditional PUT loses and that is fine."""
+    other = ContentStore(probe, remember=0)  # its session started before the first put
     ContentStore(probe).put_chunk(DATA)
     etag = probe.head(chunk_key(content_hash(DATA))).etag
-    other = ContentStore(probe, remember=0)
     other.put_chunk(DATA)
     other.put_chunk(DATA)
     assert probe.calls["put"] == 3  # nothing remembered: it asks every time ...
