@@ -94,6 +94,9 @@ class MountSession:
         self._lock_fd = _lock_session(cache_dir, self.volume, self.holder)
         try:
             self.claim = self.repo.acquire_writer(self.volume, self.holder, CLAIM_TTL)
+            # GC protects what this session uploads from now on; anything older that
+            # a write dedups against gets its age refreshed (strata.meta.gc).
+            self.repo.content.set_refresh_before()
             self.state = WorkingState.open(
                 self.repo,
                 self.claim,
@@ -143,7 +146,10 @@ class MountSession:
         while not self._stop.wait(interval):
             try:
                 assert self.claim is not None
+                lapsed = self.claim.expires <= time.time()
                 self.claim = self.repo.renew_writer(self.claim)
+                if lapsed:  # GC may have stopped protecting this session meanwhile
+                    self.repo.content.set_refresh_before()
                 self.state.claim = self.claim
             except FencedWriter as exc:
                 log.error("lost the writer claim of %s: %s", self.volume, exc)
