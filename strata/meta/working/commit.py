@@ -194,7 +194,7 @@ class Commit(Data):
             xattrs=xattrs,
             target=row["target"] if kind == Kind.SYMLINK else "",
             tree=row["tree"] if kind == Kind.DIR else "",
-            link_id=row["link_id"] if kind == Kind.FILE and row["nlink"] > 1 else "",
+            link_id=row["link_id"] if kind != Kind.DIR and row["nlink"] > 1 else "",
             content=_decode(row["content"]) if kind == Kind.FILE else Content(),
         )
         spec = _Spec(entry)

@@ -388,3 +388,18 @@ def test_names_removed_from_a_lazy_directory_stay_removed(env: Env) -> None:
     assert "n7" not in names and "n8" not in names and "renamed" in names
     assert len(names) == 49
     assert {e.name for e in repo.trees.iter_entries(v.root)} == names
+
+
+def test_hard_links_to_a_symlink_survive_commit_and_reload(env: Env, ws: WorkingState) -> None:
+    """link(2) does not follow symlinks: the symlink inode itself gets a second name."""
+    s = ws.symlink(ROOT, "s", "target")
+    d = ws.mkdir(ROOT, "d", 0o755)
+    ws.link(s.ino, d.ino, "s2")
+    v = ws.commit("linked symlink")
+    a, b = (env.repo.trees.resolve(v.root, p) for p in ("s", "d/s2"))
+    assert a is not None and b is not None
+    assert a.link_id and a.link_id == b.link_id and a.target == b.target == "target"
+    fresh = env.open("fresh")
+    ino = resolve(fresh, "s")
+    assert resolve(fresh, "d/s2") == ino
+    assert fresh.getattr(ino).nlink == 2 and fresh.readlink(ino) == "target"
