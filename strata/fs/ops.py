@@ -74,6 +74,19 @@ def _name(raw: bytes) -> str:
     return os.fsdecode(raw)
 
 
+def _no_system_namespace(key: str) -> None:
+    """Refuse ``system.*`` xattrs (POSIX ACLs) with EOPNOTSUPP.
+
+    libfuse 2 never enables kernel ACL support, so the kernel hands
+    ``system.posix_acl_access`` to us as an ordinary xattr. Storing it would be a lie:
+    ``cp -a``/``tar --acls``/``rsync -A`` set the ACL *instead of* chmod when that
+    succeeds, and files would keep their creation mode (0600). EOPNOTSUPP makes them
+    fall back to chmod, as on a filesystem mounted without ACLs.
+    """
+    if key.startswith("system."):
+        raise llfuse.FUSEError(errno.EOPNOTSUPP)
+
+
 class Operations(llfuse.Operations):
     """FUSE requests → WorkingState calls. ``read_only`` refuses changes with EROFS."""
 
@@ -276,6 +289,7 @@ class Operations(llfuse.Operations):
         key = _name(name)
         if inode == llfuse.ROOT_INODE and key.startswith(CONTROL_PREFIX) and self.control:
             return self.control.get(key[len(CONTROL_PREFIX) :])
+        _no_system_namespace(key)
         return self.state.getxattr(inode, key)
 
     @handler
@@ -284,6 +298,7 @@ class Operations(llfuse.Operations):
         if inode == llfuse.ROOT_INODE and key.startswith(CONTROL_PREFIX) and self.control:
             self.control.set(key[len(CONTROL_PREFIX) :], value)
             return
+        _no_system_namespace(key)
         self._writable()
         self.state.setxattr(inode, key, value)
 
@@ -293,5 +308,7 @@ class Operations(llfuse.Operations):
 
     @handler
     def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        key = _name(name)
+        _no_system_namespace(key)
         self._writable()
-        self.state.removexattr(inode, _name(name))
+        self.state.removexattr(inode, key)

@@ -12,6 +12,7 @@ import errno
 import mmap
 import os
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
@@ -542,3 +543,24 @@ def test_mmap(mounted: Mount) -> None:
         m[4096:4100] = b"MMAP"
         m.flush()
     assert f.read_bytes()[4096:4100] == b"MMAP"
+
+
+def test_posix_acl_xattrs_refused_so_copies_keep_their_modes(
+    strata: Strata, mounted: Mount
+) -> None:
+    """``cp -a`` sets ``system.posix_acl_access`` instead of chmod when that succeeds;
+    the mount has no ACLs, so it must refuse it and cp falls back to chmod."""
+    src = strata.tmp / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.chmod(src / "f", 0o644)
+    os.chmod(src, 0o751)
+    subprocess.run(["cp", "-a", str(src), str(mounted.path / "copy")], check=True)
+    assert stat.S_IMODE(os.stat(mounted.path / "copy" / "f").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(mounted.path / "copy").st_mode) == 0o751
+    f = mounted.path / "copy" / "f"
+    # A well-formed access ACL equivalent to mode 0644 (the kernel validates it first).
+    acl = bytes.fromhex("0200000001000600ffffffff04000400ffffffff20000400ffffffff")
+    assert errno_of(lambda: os.setxattr(f, "system.posix_acl_access", acl)) == errno.EOPNOTSUPP
+    assert errno_of(lambda: os.getxattr(f, "system.posix_acl_access")) == errno.EOPNOTSUPP
+    assert os.listxattr(f) == []
