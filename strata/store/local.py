@@ -1,0 +1,367 @@
+"""A store in a local directory (``file:///abs/path``): the embedded default.
+
+Keys map one-to-one onto paths under the root (``chunks/ab/abcd…`` is the file
+``<root>/chunks/ab/abcd…``), so a store can be inspected with ``ls`` and copied with
+``rsync``. Names starting with ``.strata-`` are reserved for our own bookkeeping and
+are never keys.
+
+How each guarantee of :class:`~strata.store.base.Store` is kept on a POSIX filesystem:
+
+* **Atomic writes.** Data goes to a temp file in the target's directory, is fsynced,
+  and is renamed over the target; the directory is fsynced so the rename survives a
+  crash. Readers see the old object or the new one, never a mix. A crash leaves at
+  worst a ``.strata-tmp-*`` file, which ``list`` ignores.
+* **``if_absent``.** The fsynced temp file is hard-linked to the final name.
+  ``link(2)`` fails with ``EEXIST`` atomically, so of many racing writers exactly one
+  wins, and the winner's object is complete the moment it becomes visible.
+* **``if_match``.** ``rename(2)`` cannot compare, so a lock does: the writer takes an
+  exclusive ``flock`` on ``.strata-locks/<stripe>``, compares the current content's
+  etag, and renames while holding it. Plain puts and deletes take the same lock around
+  their rename/unlink so they cannot slip between the compare and the rename. Locks are
+  striped over 256 files (by hash of the key) rather than one file per key, so a store
+  with millions of chunks does not grow millions of lock files. ``flock`` excludes
+  across processes on one host and across threads (each call opens its own file
+  description); it is not a cluster lock, and local stores are single-host.
+* **Etags** are the MD5 of the content, as S3 reports for single-part uploads and
+  as :class:`~strata.store.memory.MemoryStore` does. ``put`` caches the etag in the
+  ``user.strata.etag`` xattr of the file (set before the rename, so the two are never
+  out of step) so ``head`` and ``list`` need not re-read large objects; where xattrs
+  are unsupported it is computed from the content. The compare of ``if_match`` always
+  hashes the content itself.
+
+One difference from a bucket is inherent to directories: ``a`` and ``a/b`` cannot
+both exist. Strata's key layout (``strata.chunks.layout``) never needs both; a put that
+would need both fails with a :class:`~strata.errors.StoreError` saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from strata.errors import ObjectNotFound, PreconditionFailed, StoreError
+from strata.store.base import ObjectInfo, Store
+
+#: names with this prefix are ours (temp files, lock files), never keys
+RESERVED_PREFIX = ".strata-"
+_TMP_PREFIX = RESERVED_PREFIX + "tmp-"
+_LOCK_DIR = RESERVED_PREFIX + "locks"
+_LOCK_STRIPES = 256
+_ETAG_XATTR = "user.strata.etag"
+_READ_BLOCK = 1 << 20
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a well-formed store key, else raise ValueError.
+
+    Keys are relative ``/``-separated paths of non-empty segments. Every backend
+    applies the same rule so a key that works on one works on all, and so no key can
+    escape a local store's root or collide with its bookkeeping files.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"invalid store key {key!r}: must be a non-empty string")
+    if key.startswith("/"):
+        raise ValueError(f"invalid store key {key!r}: must be relative (no leading '/')")
+    if "\x00" in key:
+        raise ValueError(f"invalid store key {key!r}: must not contain NUL")
+    for segment in key.split("/"):
+        if segment == "":
+            raise ValueError(
+                f"invalid store key {key!r}: empty path segment ('//' or trailing '/')"
+            )
+        if segment in (".", ".."):
+            raise ValueError(f"invalid store key {key!r}: '.' and '..' segments are not allowed")
+        if segment.startswith(RESERVED_PREFIX):
+            raise ValueError(
+                f"invalid store key {key!r}: segments starting with {RESERVED_PREFIX!r} "
+                "are reserved"
+            )
+    return key
+
+
+def _md5_file(fd: int) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    while block := os.read(fd, _READ_BLOCK):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(Store):
+    """Objects as files under ``root``; see the module docstring for the guarantees."""
+
+    def __init__(self, root: Path | str) -> None:
+        root = Path(root)
+        if not root.is_absolute():
+            raise ValueError(f"local store root must be an absolute path, got {str(root)!r}")
+        self.root = root
+        self.url = root.as_uri()
+        try:
+            (root / _LOCK_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot use {root} as a store directory: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    # --- reading ---------------------------------------------------------------
+
+    def get(self, key: str) -> bytes:
+        return self.get_with_etag(key)[0]
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        path = self._path(key)
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(key, self.url) from None
+        except OSError as exc:
+            raise self._error("get", key, exc) from exc
+        return data, hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            info = self._info(key, path)
+        except OSError as exc:
+            raise self._error("head", key, exc) from exc
+        if info is None:
+            raise ObjectNotFound(key, self.url)
+        return info
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # Start at the deepest directory the prefix names, then filter by the rest.
+        dir_part, _, _ = prefix.rpartition("/")
+        if dir_part:
+            try:
+                validate_key(dir_part)
+            except ValueError:
+                return  # no valid key can start with this prefix
+        start = self.root / dir_part if dir_part else self.root
+        base = dir_part + "/" if dir_part else ""
+        try:
+            yield from self._walk(start, base, prefix)
+        except OSError as exc:
+            raise self._error("list", prefix, exc) from exc
+
+    def _walk(self, directory: Path, base: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Yield objects under ``directory`` in key order.
+
+        Sorting a directory's entries by name alone is not key order: ``a-b`` sorts
+        before ``a/…`` as a key but after the directory ``a`` by name. Sorting
+        directories by ``name + "/"`` makes the walk yield keys in string order.
+        """
+        try:
+            with os.scandir(directory) as it:
+                entries = [e for e in it if not e.name.startswith(RESERVED_PREFIX)]
+        except (FileNotFoundError, NotADirectoryError):
+            return  # removed while we walked, or the prefix names a file
+        order: list[tuple[str, os.DirEntry[str], bool]] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if not is_dir and not entry.is_file(follow_symlinks=False):
+                    continue  # sockets, symlinks, …: not ours
+            except FileNotFoundError:
+                continue
+            key = base + entry.name
+            sort_key = key + "/" if is_dir else key
+            # Prune subtrees that cannot hold a key with this prefix.
+            if not (sort_key.startswith(prefix) or prefix.startswith(sort_key)):
+                continue
+            order.append((sort_key, entry, is_dir))
+        order.sort(key=lambda item: item[0])
+        for sort_key, entry, is_dir in order:
+            if is_dir:
+                yield from self._walk(Path(entry.path), sort_key, prefix)
+            elif sort_key.startswith(prefix):
+                info = self._info(sort_key, Path(entry.path))
+                if info is not None:
+                    yield info
+
+    def _info(self, key: str, path: Path) -> ObjectInfo | None:
+        """ObjectInfo of the file at ``path``, or None if there is no object there."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            try:
+                etag = os.getxattr(fd, _ETAG_XATTR).decode("ascii")
+            except OSError:
+                etag = _md5_file(fd)
+        finally:
+            os.close(fd)
+        return ObjectInfo(key, st.st_size, st.st_mtime, etag)
+
+    # --- writing ---------------------------------------------------------------
+
+    def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        if if_absent and if_match is not None:
+            raise ValueError("put: pass at most one of if_absent and if_match")
+        path = self._path(key)
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        try:
+            tmp = self._write_temp(key, path, data, etag)
+            try:
+                if if_absent:
+                    self._link_new(key, tmp, path)
+                else:
+                    with self._locked(key):
+                        if if_match is not None:
+                            self._check_etag(key, path, if_match)
+                        os.rename(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            _fsync_dir(path.parent)
+        except IsADirectoryError as exc:
+            raise StoreError(
+                f"cannot put {key!r} in {self.url}: a directory of other objects has that "
+                "name (a local store cannot hold both 'a' and 'a/b')"
+            ) from exc
+        except OSError as exc:
+            raise self._error("put", key, exc) from exc
+        return etag
+
+    def _write_temp(self, key: str, path: Path, data: bytes, etag: str) -> Path:
+        """Write ``data`` to a fsynced temp file next to ``path`` and return its path."""
+        tmp = path.parent / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
+        # A concurrent delete may remove an empty parent between our makedirs and our
+        # open (it prunes empty directories); that can only happen before the temp
+        # file exists in it, so recreating the directory and trying again is enough.
+        for _ in range(10):
+            self._makedirs(key, path.parent)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            raise StoreError(f"cannot put {key!r} in {self.url}: its directory keeps vanishing")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            with contextlib.suppress(OSError):  # an optional cache; see module docstring
+                os.setxattr(fd, _ETAG_XATTR, etag.encode("ascii"))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
+
+    def _makedirs(self, key: str, directory: Path) -> None:
+        """Create ``directory`` and missing parents, fsyncing each new entry's parent."""
+        missing: list[Path] = []
+        current = directory
+        while current != self.root and not current.is_dir():
+            missing.append(current)
+            current = current.parent
+        for new in reversed(missing):
+            try:
+                new.mkdir()
+            except FileExistsError:
+                if not new.is_dir():
+                    raise StoreError(
+                        f"cannot put {key!r} in {self.url}: an object named "
+                        f"{new.relative_to(self.root).as_posix()!r} is in the way "
+                        "(a local store cannot hold both 'a' and 'a/b')"
+                    ) from None
+                continue
+            _fsync_dir(new.parent)
+
+    def _link_new(self, key: str, tmp: Path, path: Path) -> None:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(path)) from None
+            raise PreconditionFailed(key, "object already exists") from None
+
+    def _check_etag(self, key: str, path: Path, expected: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PreconditionFailed(key, "object does not exist") from None
+        try:
+            current = _md5_file(fd)
+        finally:
+            os.close(fd)
+        if current != expected:
+            raise PreconditionFailed(key, "object changed since it was read")
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            with self._locked(key):
+                try:
+                    os.unlink(path)
+                except (FileNotFoundError, NotADirectoryError):
+                    return
+                except IsADirectoryError:
+                    return  # a directory of other objects, not an object
+            _fsync_dir(path.parent)
+            self._prune_empty_dirs(path.parent)
+        except OSError as exc:
+            raise self._error("delete", key, exc) from exc
+
+    def _prune_empty_dirs(self, directory: Path) -> None:
+        """Remove now-empty parents so deleted prefixes leave no litter behind.
+
+        ``rmdir`` only succeeds on an empty directory, atomically, so this never
+        removes another writer's object; a writer racing it recreates the directory.
+        """
+        while directory != self.root:
+            try:
+                directory.rmdir()
+            except OSError:
+                return  # not empty (ENOTEMPTY/EEXIST), or already gone
+            directory = directory.parent
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        """Hold the exclusive lock stripe of ``key`` (see the module docstring)."""
+        stripe = hashlib.sha256(key.encode()).digest()[0] % _LOCK_STRIPES
+        lock_path = self.root / _LOCK_DIR / f"{stripe:02x}"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the last descriptor releases the lock
+
+    def _error(self, op: str, key: str, exc: OSError) -> StoreError:
+        reason = exc.strerror or str(exc)
+        return StoreError(f"{op} {key!r} in {self.url} failed: {reason} (errno {exc.errno})")
