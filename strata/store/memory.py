@@ -1,7 +1,7 @@
 """An in-process store (``memory://``): for unit tests and throwaway volumes.
 
-Same semantics as the real backends, including conditional writes, so the shared
-store test suite runs against it too.
+Same semantics as the real backends, including conditional writes and key validation,
+so the shared store test suite runs against it too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from strata.errors import ObjectNotFound, PreconditionFailed
 from strata.store.base import ObjectInfo, Store
+from strata.store.local import validate_key
 
 
 class MemoryStore(Store):
@@ -25,6 +26,7 @@ class MemoryStore(Store):
         return self.get_with_etag(key)[0]
 
     def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        validate_key(key)
         with self._lock:
             try:
                 data, _, etag = self._objects[key]
@@ -33,6 +35,7 @@ class MemoryStore(Store):
         return data, etag
 
     def head(self, key: str) -> ObjectInfo:
+        validate_key(key)
         with self._lock:
             try:
                 data, mtime, etag = self._objects[key]
@@ -43,6 +46,7 @@ class MemoryStore(Store):
     def put(
         self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
+        validate_key(key)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
         with self._lock:
             current = self._objects.get(key)
@@ -54,6 +58,7 @@ class MemoryStore(Store):
         return etag
 
     def delete(self, key: str) -> None:
+        validate_key(key)
         with self._lock:
             self._objects.pop(key, None)
 
