@@ -32,6 +32,7 @@ __all__ = [
     "Invalid",
     "Kube",
     "KubeError",
+    "NotFound",
     "Request",
     "Unavailable",
 ]
@@ -76,8 +77,8 @@ class Unavailable(KubeError):
     retryable = True
 
 
-class _NotFound(Exception):
-    """404, internal: reads turn it into ``None``, deletes into ``False``."""
+class NotFound(KubeError):
+    """404: the object (or its namespace) is gone. Reads return ``None`` instead."""
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,11 @@ def _message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
-def _translate(exc: ApiException) -> Exception:
+def _translate(exc: ApiException) -> KubeError:
     status = exc.status or 0
     text = _message(exc)
     if status == 404:
-        return _NotFound(text)
+        return NotFound(text, status)
     if status == 409:
         return Conflict(text, status)
     if status in (400, 422):
@@ -160,7 +161,7 @@ class Kube:
     ) -> Obj | None:
         try:
             return self._json("get", resource, namespace, name, method, *args)
-        except _NotFound:
+        except NotFound:
             return None
 
     # -- StagingVolumes ----------------------------------------------------------------
@@ -286,7 +287,7 @@ class Kube:
                 namespace,
                 body=options,
             )
-        except _NotFound:
+        except NotFound:
             return False
         return True
 

@@ -23,7 +23,7 @@ from kubernetes.utils import parse_quantity
 
 from strata_operator import conditions
 from strata_operator.deps import Deps
-from strata_operator.kube import Conflict, Forbidden, Invalid
+from strata_operator.kube import Conflict, Forbidden, Invalid, NotFound
 from strata_operator.staging import storageclass
 from strata_operator.staging.resources import (
     ANN_OWNER,
@@ -88,8 +88,10 @@ class StagingReconciler:
             try:
                 self._reconcile(sv)
                 return
-            except Conflict as exc:
-                log.debug("write conflict on %s/%s, re-reading: %s", namespace, name, exc)
+            except (Conflict, NotFound) as exc:
+                # Something changed or vanished under us (the StagingVolume itself, or its
+                # PVC): look again; a vanished StagingVolume ends the loop above.
+                log.debug("%s/%s changed while reconciling, re-reading: %s", namespace, name, exc)
         raise kopf.TemporaryError(
             f"StagingVolume {namespace}/{name} kept changing while being reconciled", delay=2
         )

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 
 def poll(
-    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, what: str = ""
+    predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.1, what: str = ""
 ) -> T:
     """Poll ``predicate`` until it returns something truthy; fail with the last value."""
     deadline = time.monotonic() + timeout
@@ -245,6 +245,16 @@ class Operator:
             runner.__exit__(None, None, None)
             assert runner.exit_code == 0, runner.output
 
+    def report(self) -> str:
+        """The operator's last API calls, for a failing test's report (kopf's log is
+        already in pytest's captured log)."""
+        with self._lock:
+            recent = self.requests[-80:]
+        return "\n".join(
+            f"{t - self.started_at:8.3f}s {r.verb} {r.resource} {r.namespace or ''}/{r.name or ''}"
+            for t, r in recent
+        )
+
     def restart(self) -> Operator:
         self.stop()
         return self.start()
@@ -252,6 +262,18 @@ class Operator:
     def sweeps_since(self, moment: float) -> int:
         """How many sweeps began after ``moment`` (each starts by listing StagingVolumes)."""
         return len(self.calls("list", "stagingvolumes", since=moment))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test's report shows what each of its operators asked the API server."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for index, op in enumerate(getattr(item, "strata_operators", [])):
+            report.sections.append(
+                (f"operator {index} API calls (seconds since start)", op.report())
+            )
 
 
 @pytest.fixture(name="wait_for", scope="session")
@@ -303,7 +325,9 @@ def rwx_class(classes: Classes) -> str:
 
 
 @pytest.fixture
-def operator_factory(kube: Any, ns: str) -> Iterator[Callable[..., Operator]]:
+def operator_factory(
+    kube: Any, ns: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Operator]]:
     """``operator_factory(**settings)`` starts an operator for ``ns``; all stop at teardown."""
     started: list[Operator] = []
 
@@ -320,6 +344,7 @@ def operator_factory(kube: Any, ns: str) -> Iterator[Callable[..., Operator]]:
         started.append(op)
         return op
 
+    request.node.strata_operators = started  # for pytest_runtest_makereport below
     yield start
     for op in reversed(started):
         op.stop()

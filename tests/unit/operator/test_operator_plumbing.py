@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from strata_operator.handlers import classify
-from strata_operator.kube import Conflict, Forbidden, Invalid, Kube, Unavailable
+from strata_operator.kube import Conflict, Forbidden, Invalid, Kube, NotFound, Unavailable
 from strata_operator.login import connection_info
 from strata_operator.metrics import Metrics, MetricsServer
 
@@ -29,6 +29,7 @@ class Failing:
 @pytest.mark.parametrize(
     ("status", "kind", "retryable"),
     [
+        (404, NotFound, False),
         (409, Conflict, True),
         (422, Invalid, False),
         (400, Invalid, False),
