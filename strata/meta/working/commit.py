@@ -222,11 +222,13 @@ class Commit(Data):
         A block uploaded in the background but not yet committed is garbage to GC; if a
         sweep inside its grace window removed it (or an in-process GC ran with no grace
         at all), referencing it would seal a broken version. ``has_chunk`` answers from
-        memory for blocks this process uploaded since the last sweep it saw, so this
-        costs no request in the normal case.
+        memory for blocks this session uploaded, so this costs no request in the normal
+        case.
         """
         for digest in sorted({h for _, _, h in snap.sealed}):
-            if self._content.has_chunk(digest):
+            # fresh: uploads recovered from a crashed session, or older than a claim that
+            # lapsed, must be refreshed too, or GC may sweep them (strata.meta.gc).
+            if self._content.has_chunk(digest, fresh=True):
                 continue
             with self._lock:
                 row = self._db.one(
