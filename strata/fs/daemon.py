@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import llfuse
 
+from strata.chunks.cache import ChunkCache
+from strata.chunks.objects import ContentStore
 from strata.fs.mountpoint import prepare
 from strata.fs.ops import Operations
 from strata.fs.options import MountOptions
-from strata.fs.session import MountSession
+from strata.fs.session import MountSession, chunk_cache_dir
 from strata.meta.repo import Repository
 from strata.store import open_store
 
@@ -32,9 +35,17 @@ def fuse_options(source: str, options: MountOptions) -> list[str]:
     return opts
 
 
+def open_repository(store_url: str, options: MountOptions) -> Repository:
+    """The repository a mount reads through: chunks are cached locally (``cache_size``)."""
+    store = open_store(store_url, max_concurrent=max(64, options.max_uploads + 16))
+    cache_dir = Path(options.cache_dir) if options.cache_dir else chunk_cache_dir(store_url)
+    cache = ChunkCache(cache_dir / "chunks", options.cache_size)
+    return Repository.open(store, content=ContentStore(store, cache=cache))
+
+
 def serve(store_url: str, source: str, options: MountOptions) -> None:
     """Mount ``source`` at ``options.mount_path`` and serve until unmounted."""
-    repo = Repository.open(open_store(store_url))
+    repo = open_repository(store_url, options)
     session = MountSession(repo, source, options, store_url)
     if not session.writable and not options.read_only:
         from dataclasses import replace

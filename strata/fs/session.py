@@ -58,6 +58,12 @@ def _lock_session(cache_dir: Path, volume: str, holder: str) -> int:
     return fd
 
 
+def chunk_cache_dir(store_url: str) -> Path:
+    """One chunk cache per store, shared by every mount of it on this machine."""
+    digest = hashlib.sha256(store_url.encode()).hexdigest()[:12]
+    return cache_root() / "chunks" / digest
+
+
 class MountSession:
     """Everything one mounted volume needs besides the FUSE loop itself."""
 
