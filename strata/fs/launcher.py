@@ -68,12 +68,25 @@ def start(store_url: str, source: str, options: MountOptions) -> int:
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
         )
     try:
-        wait_mounted(mountpoint, READY_TIMEOUT, alive=lambda: child.poll() is None)
+        wait_mounted(
+            mountpoint,
+            READY_TIMEOUT,
+            alive=lambda: child.poll() is None,
+            served=lambda: _served_by(mountpoint, child.pid),
+        )
     except MountError:
         if child.poll() is None:
             child.kill()
         raise MountError(f"mount of {source} failed: {_last_error(log)} (log: {log})") from None
     return child.pid
+
+
+def _served_by(mountpoint: Path, pid: int) -> bool:
+    """The mount at ``mountpoint`` answers the control xattr as daemon ``pid``."""
+    try:
+        return mount_info(mountpoint).get("pid") == pid
+    except (ControlError, OSError, ValueError):
+        return False  # a dead mount (ENOTCONN), not Strata, or not answering yet
 
 
 def stop(mountpoint: str | Path, timeout: float = 300.0) -> None:

@@ -36,8 +36,14 @@ def mount_fstype(path: str | Path) -> str | None:
 
 
 def is_dead_mount(path: str | Path) -> bool:
+    """A FUSE mount whose daemon is gone ("Transport endpoint is not connected").
+
+    ``statvfs``, not ``stat``: the kernel answers ``stat`` of the mount root from its
+    attribute cache (``attr_cache``, 60 s) without asking the daemon, so a dead mount
+    can look alive; ``statfs`` always goes to the daemon.
+    """
     try:
-        os.stat(path)
+        os.statvfs(path)
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False
@@ -65,13 +71,22 @@ def prepare(path: str | Path) -> Path:
 
 
 def wait_mounted(
-    path: str | Path, timeout: float, alive: Callable[[], bool] = lambda: True
+    path: str | Path,
+    timeout: float,
+    alive: Callable[[], bool] = lambda: True,
+    served: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Wait until a FUSE filesystem is mounted at ``path`` (or ``alive()`` turns false)."""
+    """Wait until a FUSE filesystem is mounted at ``path`` and ``served()`` says it is
+    the one we started (or ``alive()`` turns false).
+
+    A FUSE entry in the mount table alone proves nothing: the dead mount a crashed
+    daemon left (which the new daemon is about to clean) or somebody else's live mount
+    look just the same.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         fstype = mount_fstype(path)
-        if fstype is not None and fstype.startswith("fuse"):
+        if fstype is not None and fstype.startswith("fuse") and served():
             return
         if not alive():
             raise MountError(f"the filesystem daemon for {path} exited before mounting")

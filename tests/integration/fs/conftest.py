@@ -219,6 +219,26 @@ class Strata:
         self.mounts.append(mount)
         return mount
 
+    def daemons(self) -> dict[int, Path]:
+        """Live mount daemons of this test (pid → mount path), found by their command
+        line: even one whose ``strata mount`` failed half-way is found and stopped."""
+        found: dict[int, Path] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"strata.fs.daemon" not in argv or not _alive(int(entry.name)):
+                continue
+            with contextlib.suppress(ValueError, IndexError):
+                options = json.loads(argv[argv.index(b"--options") + 1])
+                path = Path(options["mount_path"])
+                if self.tmp in path.parents:
+                    found[int(entry.name)] = path
+        return found
+
     def log_text(self, lines: int = 150) -> str:
         parts = []
         for log in sorted(self.log_dir.glob("*.log")):
@@ -242,6 +262,14 @@ class Strata:
         problems: list[str] = []
         for mount in reversed(self.mounts):
             problems += mount.cleanup()
+        for pid, path in self.daemons().items():
+            problems.append(f"daemon {pid} for {path} was left running (killed)")
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda pid=pid: not _alive(pid), 30, f"daemon {pid} to die")
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            target = Path(line.split()[4])
+            if self.tmp in target.parents and _fusermount(target, lazy=True):
+                problems.append(f"{target} was left mounted (unmounted)")
         return problems
 
 

@@ -237,7 +237,8 @@ class Generator:
                 kind, (some_path(0.9), rng.choice([0o600, 0o644, 0o755, 0o700, 0o1777])), op_chmod
             )
         if kind == "setxattr":
-            value = rng.randbytes(rng.choice([0, 3, 100, 3000]))
+            # ext4 (the shadow) keeps all xattrs of an inode in one 4 KiB block
+            value = rng.randbytes(rng.choice([0, 3, 100, 1000]))
             return Op(kind, (some_path(0.9), rng.choice(XATTRS), value), op_setxattr)
         if kind == "removexattr":
             return Op(kind, (some_path(0.9), rng.choice(XATTRS)), op_removexattr)

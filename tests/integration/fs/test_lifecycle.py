@@ -1,0 +1,351 @@
+"""Mount lifecycle through the CLI: commit while mounted, read-only mounts, one writer,
+crashes (kill -9) and recovery, forks, finalize, mount options that change behaviour.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from strata.fs.mountpoint import is_dead_mount
+from strata.store import open_store
+from tests.integration.fs.conftest import CliError, Mount, Strata, is_fuse_mounted
+from tests.integration.fs.helpers import assert_same_tree, errno_of, snapshot, wait_for
+
+MiB = 1 << 20
+REF = re.compile(r"^[a-z0-9][a-z0-9-]*@[a-z0-9]+$")
+
+
+def fill(root: Path, tag: str) -> None:
+    """A small tree with every kind of entry, its content depending on ``tag``."""
+    (root / "dir" / "sub").mkdir(parents=True, exist_ok=True)
+    (root / "dir" / "sub" / "file.txt").write_text(f"{tag}\n" * 100)
+    (root / "big.bin").write_bytes(tag.encode() * (5 * MiB // len(tag)))
+    (root / f"only-in-{tag}").write_text(tag)
+    link = root / "link"
+    if not link.is_symlink():
+        os.symlink("dir/sub/file.txt", link)
+    if not (root / "hard").exists():
+        os.link(root / "dir" / "sub" / "file.txt", root / "hard")
+    os.setxattr(root / "dir", "user.tag", tag.encode())
+
+
+def test_commit_while_mounted_then_mount_that_version_read_only(
+    strata: Strata, mounted: Mount
+) -> None:
+    fill(mounted.path, "one")
+    first = snapshot(mounted.path)
+    ref = mounted.commit("first")
+    assert REF.match(ref) and ref.startswith("vol@"), ref
+    # Keep writing after the commit: the version must not see any of it.
+    fill(mounted.path, "two")
+    (mounted.path / "only-in-one").unlink()
+    second = snapshot(mounted.path)
+    ro = strata.mount(ref)
+    assert ro.read_only
+    assert_same_tree(first, ro.path)
+    assert_same_tree(second, mounted.path)  # the writer is undisturbed
+    ref2 = mounted.commit("second")
+    assert ref2 != ref
+    ro2 = strata.mount(ref2)
+    assert_same_tree(second, ro2.path)
+    assert_same_tree(first, ro.path)  # versions are immutable
+    log = strata.cli("volume", "log", "vol").stdout
+    assert ref.split("@")[1] in log and ref2.split("@")[1] in log
+    diff = strata.cli("volume", "diff", ref, ref2).stdout
+    assert "only-in-one" in diff and "only-in-two" in diff
+
+
+def test_commit_of_an_unchanged_mount_and_an_empty_volume(strata: Strata, mounted: Mount) -> None:
+    empty = mounted.commit("nothing yet")
+    ro = strata.mount(empty)
+    assert os.listdir(ro.path) == []
+    again = mounted.commit("still nothing")
+    assert REF.match(again)
+
+
+def test_read_only_mount_refuses_writes_with_erofs(strata: Strata, mounted: Mount) -> None:
+    fill(mounted.path, "ro")
+    ref = mounted.commit("for read-only")
+    ro = strata.mount(ref)
+    p = ro.path
+    assert (p / "dir" / "sub" / "file.txt").read_text().startswith("ro")
+    refusals = {
+        "create": lambda: os.open(p / "new", os.O_CREAT | os.O_WRONLY, 0o644),
+        "open-write": lambda: os.open(p / "big.bin", os.O_WRONLY),
+        "open-rdwr": lambda: os.open(p / "big.bin", os.O_RDWR),
+        "open-trunc": lambda: os.open(p / "big.bin", os.O_RDONLY | os.O_TRUNC),
+        "truncate": lambda: os.truncate(p / "big.bin", 0),
+        "mkdir": lambda: os.mkdir(p / "newdir"),
+        "rmdir": lambda: os.rmdir(p / "dir" / "sub"),
+        "unlink": lambda: os.unlink(p / "big.bin"),
+        "rename": lambda: os.rename(p / "big.bin", p / "moved"),
+        "symlink": lambda: os.symlink("x", p / "sym"),
+        "link": lambda: os.link(p / "big.bin", p / "hard2"),
+        "chmod": lambda: os.chmod(p / "big.bin", 0o600),
+        "chown": lambda: os.chown(p / "big.bin", 1, 1),
+        "utime": lambda: os.utime(p / "big.bin", (1, 1)),
+        "setxattr": lambda: os.setxattr(p / "big.bin", "user.x", b"1"),
+        "removexattr": lambda: os.removexattr(p / "dir", "user.tag"),
+        "mkfifo": lambda: os.mkfifo(p / "fifo"),
+    }
+    got = {name: errno_of(fn) for name, fn in refusals.items()}
+    assert got == dict.fromkeys(refusals, errno.EROFS)
+    assert os.statvfs(p).f_flag & os.ST_RDONLY  # mounted "ro": the kernel refuses first
+    # Reads, xattrs and statfs work.
+    assert os.getxattr(p / "dir", "user.tag") == b"ro"
+    assert os.statvfs(p).f_namemax == 255
+    # Committing a read-only mount is refused with a message, not a traceback.
+    proc = strata.cli("commit", str(p), "-m", "x", check=False)
+    assert proc.returncode != 0 and "read-only" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_read_only_flag_mounts_the_head(strata: Strata, mounted: Mount) -> None:
+    fill(mounted.path, "head")
+    expected = snapshot(mounted.path)
+    mounted.commit("head")
+    ro = strata.mount("vol", None, "--read-only")
+    assert ro.read_only
+    assert_same_tree(expected, ro.path)
+    assert errno_of(lambda: (ro.path / "x").write_text("x")) == errno.EROFS
+
+
+def test_second_writable_mount_of_a_volume_fails(strata: Strata, mounted: Mount) -> None:
+    (mounted.path / "f").write_text("first writer")
+    # Same machine, same overlay (the default cache dir).
+    other = strata.mountpoint()
+    with pytest.raises(CliError) as exc:
+        strata.mount("vol", other)
+    assert "being written by" in exc.value.proc.stderr, exc.value.proc.stderr
+    assert not is_fuse_mounted(other)
+    # Another machine, as far as Strata can tell: a different cache dir.
+    with pytest.raises(CliError) as exc:
+        strata.mount("vol", other, "--cache-dir", str(strata.tmp / "elsewhere"))
+    assert "being written by" in exc.value.proc.stderr, exc.value.proc.stderr
+    assert not is_fuse_mounted(other)
+    # The first writer was not fenced: it still writes and commits.
+    (mounted.path / "f").write_text("still writing")
+    ref = mounted.commit("after the refused mounts")
+    ro = strata.mount(ref)
+    assert (ro.path / "f").read_text() == "still writing"
+
+
+@pytest.mark.allow_daemon_errors
+def test_dead_mount_point_is_cleaned_by_the_next_mount(strata: Strata, mounted: Mount) -> None:
+    (mounted.path / "f").write_text("x")
+    mounted.kill9()
+    wait_for(lambda: is_dead_mount(mounted.path), 10, "the mount to be dead (ENOTCONN)")
+    assert errno_of(lambda: os.listdir(mounted.path)) == errno.ENOTCONN
+    again = strata.mount("vol", mounted.path)
+    assert not is_dead_mount(again.path)
+    os.listdir(again.path)
+    # Exactly one FUSE mount at that path: the dead one was removed, not stacked over.
+    target = os.path.realpath(again.path)
+    with open("/proc/self/mountinfo") as mountinfo:
+        stacked = [line for line in mountinfo if line.split()[4] == target]
+    assert len(stacked) == 1, stacked
+    # And a read-only mount on a dead mount point works the same way.
+    ref = again.commit("before the second crash")
+    again.kill9()
+    wait_for(lambda: is_dead_mount(again.path), 10, "the mount to be dead (ENOTCONN)")
+    ro = strata.mount(ref, again.path)
+    assert not is_dead_mount(ro.path)
+    os.listdir(ro.path)
+
+
+@pytest.mark.allow_daemon_errors
+def test_kill9_after_fsync_keeps_fsynced_data(strata: Strata, mounted: Mount) -> None:
+    """Invariant 6: what a program fsync'ed survives kill -9 of the daemon."""
+    p = mounted.path
+    fill(p, "committed")
+    committed = snapshot(p)
+    ref = mounted.commit("before the crash")
+
+    (p / "work").mkdir()
+    durable: dict[str, bytes] = {}
+    for name, size in [("small", 100), ("block", 4 * MiB), ("multi", 9 * MiB + 17)]:
+        data = os.urandom(size)
+        fd = os.open(p / "work" / name, os.O_CREAT | os.O_WRONLY, 0o640)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        durable[f"work/{name}"] = data
+    # Overwrite part of a committed file and append to a log, with fdatasync.
+    fd = os.open(p / "big.bin", os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"PATCHED", 4 * MiB - 3)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    patched = bytearray((p / "big.bin").read_bytes())
+    log = os.open(p / "work" / "log", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+    try:
+        for i in range(100):
+            os.write(log, f"entry {i}\n".encode())
+            os.fsync(log)
+    finally:
+        os.close(log)
+    # Metadata changes made before an fsync are durable too.
+    os.rename(p / "dir" / "sub" / "file.txt", p / "dir" / "renamed.txt")
+    os.chmod(p / "work" / "small", 0o600)
+    fd = os.open(p / "work" / "small", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    # Not fsync'ed: may or may not survive, but must not break anything.
+    (p / "work" / "unsynced").write_bytes(os.urandom(MiB))
+
+    mounted.kill9()
+    again = strata.mount("vol", mounted.path)
+    q = again.path
+    for rel, data in durable.items():
+        assert (q / rel).read_bytes() == data, rel
+    assert (q / "big.bin").read_bytes() == bytes(patched)
+    assert (q / "work" / "log").read_text() == "".join(f"entry {i}\n" for i in range(100))
+    assert (q / "dir" / "renamed.txt").read_text() == "committed\n" * 100
+    assert not (q / "dir" / "sub" / "file.txt").exists()
+    assert os.stat(q / "work" / "small").st_mode & 0o777 == 0o600
+    assert os.stat(q / "hard").st_nlink == 2  # the hard link followed the rename
+    # The recovered state commits, and the version before the crash is intact.
+    ref2 = again.commit("after recovery")
+    ro2 = strata.mount(ref2)
+    for rel, data in durable.items():
+        assert (ro2.path / rel).read_bytes() == data, rel
+    ro = strata.mount(ref)
+    assert_same_tree(committed, ro.path)
+
+
+@pytest.mark.allow_daemon_errors
+def test_kill9_during_writes_never_corrupts_committed_versions(
+    strata: Strata, mounted: Mount
+) -> None:
+    fill(mounted.path, "safe")
+    expected = snapshot(mounted.path)
+    ref = mounted.commit("safe")
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os,sys\n"
+            "p=sys.argv[1]\n"
+            "i=0\n"
+            "while True:\n"
+            "    open(os.path.join(p,f'f{i%50}'),'wb').write(os.urandom(300000))\n"
+            "    i+=1\n",
+            str(mounted.path),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: len(os.listdir(mounted.path)) > 20, 60, "the writer to get going")
+        mounted.kill9()
+    finally:
+        writer.kill()
+        writer.wait(30)
+    again = strata.mount("vol", mounted.path)
+    os.listdir(again.path)
+    assert (again.path / "dir" / "sub" / "file.txt").read_text() == "safe\n" * 100
+    again.commit("after the crash")
+    ro = strata.mount(ref)
+    assert_same_tree(expected, ro.path)
+
+
+def test_unmount_without_commit_keeps_the_working_state(strata: Strata, mounted: Mount) -> None:
+    fill(mounted.path, "draft")
+    expected = snapshot(mounted.path)
+    mounted.umount()
+    again = strata.mount("vol")
+    assert_same_tree(expected, again.path)
+    ref = again.finalize("finalized")
+    assert REF.match(ref), ref
+    assert not is_fuse_mounted(again.path)
+    ro = strata.mount(ref)
+    assert_same_tree(expected, ro.path)
+
+
+def test_fork_and_mount_the_fork(strata: Strata, mounted: Mount) -> None:
+    fill(mounted.path, "source")
+    ref = mounted.commit("source v1")
+    source_tree = snapshot(mounted.path)
+    strata.cli("volume", "fork", ref, "forked")
+    strata.cli("volume", "fork", "vol", "forked-head")  # a fork of the head also works
+    fork = strata.mount("forked")
+    assert_same_tree(source_tree, fork.path)
+    # Writes to the fork do not reach the source (its live mount or its versions).
+    fill(fork.path, "fork")
+    (fork.path / "only-in-source").unlink()
+    (fork.path / "dir" / "sub" / "file.txt").write_text("changed in the fork")
+    fork_tree = snapshot(fork.path)
+    fork_ref = fork.commit("fork v1")
+    assert fork_ref.startswith("forked@")
+    assert_same_tree(source_tree, mounted.path)
+    assert_same_tree(source_tree, strata.mount(ref).path)
+    assert_same_tree(fork_tree, strata.mount(fork_ref).path)
+    # And writes to the source do not reach the fork.
+    (mounted.path / "later").write_text("source only")
+    mounted.commit("source v2")
+    assert not (fork.path / "later").exists()
+    head_fork = strata.mount("forked-head")
+    assert_same_tree(source_tree, head_fork.path)
+    # A fork's history goes back through the source.
+    assert ref.split("@")[1] in strata.cli("volume", "log", "forked").stdout
+
+
+def test_mount_options(strata: Strata) -> None:
+    """The CLI options reach the daemon: cache dir, upload delay, caches, max uploads."""
+    strata.create("vol")
+    cache = strata.tmp / "my-cache"
+    m = strata.mount(
+        "vol",
+        None,
+        "--cache-dir",
+        str(cache),
+        "--max-uploads",
+        "2",
+        "--upload-delay",
+        "1h",
+        "--attr-cache",
+        "0",
+        "--entry-cache",
+        "0",
+        "--dir-entry-cache",
+        "0",
+        "--cache-size",
+        "64Mi",
+    )
+    store = open_store(strata.store_url)
+    chunks_before = {o.key for o in store.list("chunks/")}
+    # A full block is sealed at once, but the upload waits an hour: deleting the file
+    # before that means it is never uploaded.
+    (m.path / "doomed").write_bytes(os.urandom(9 * MiB))
+    (m.path / "keep").write_text("kept")
+    assert list(cache.rglob("*.db")) or list(cache.rglob("working.db*")), list(cache.iterdir())
+    (m.path / "doomed").unlink()
+    ref = m.commit("with options")
+    chunks_after = {o.key for o in store.list("chunks/")}
+    assert len(chunks_after - chunks_before) <= 1  # at most the small file's block
+    ro = strata.mount(ref)
+    assert os.listdir(ro.path) == ["keep"]
+    # Bad options fail before anything is mounted, naming the option.
+    bad = strata.cli("mount", "vol", str(strata.tmp / "bad"), "--cache-size", "lots", check=False)
+    assert bad.returncode != 0 and "size" in bad.stderr.lower(), bad.stderr
+    assert not is_fuse_mounted(strata.tmp / "bad")
+
+
+def test_mount_of_missing_volume_or_version_fails_cleanly(strata: Strata) -> None:
+    for source in ("nosuchvolume", "nosuchvolume@abc123"):
+        target = strata.mountpoint()
+        proc = strata.cli("mount", source, str(target), check=False)
+        assert proc.returncode != 0
+        assert "nosuchvolume" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert not is_fuse_mounted(target)
