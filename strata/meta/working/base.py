@@ -308,6 +308,21 @@ class Core:
             os.close(old)
         return fd
 
+    def _dirty_fd(self, dfile: int) -> int:
+        """:meth:`_fd` of ``dirty/<dfile>`` without building a Path (the write path)."""
+        fd = self._fds.get(f"{self._dirty_prefix}{dfile}")
+        if fd is not None:
+            self._fds.move_to_end(f"{self._dirty_prefix}{dfile}")
+            return fd
+        return self._fd(self._dirty_path(dfile))
+
+    @property
+    def _dirty_prefix(self) -> str:
+        prefix = self.__dict__.get("_dirty_prefix_s")
+        if prefix is None:
+            prefix = self.__dict__["_dirty_prefix_s"] = str(self.cache_dir / "dirty") + os.sep
+        return prefix
+
     def _forget_fd(self, path: Path) -> None:
         fd = self._fds.pop(str(path), None)
         if fd is not None:

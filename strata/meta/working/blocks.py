@@ -134,11 +134,15 @@ class Blocks(Loader):
         b: sqlite3.Row | None,
         keep_old: bool,
         fetched: dict[str, bytes],
-    ) -> None:
-        """Turn block ``idx`` DIRTY, copying its bytes if ``keep_old`` (a hole: empty)."""
+    ) -> tuple[int, bytes | None]:
+        """Turn block ``idx`` DIRTY, copying its bytes if ``keep_old`` (a hole: empty).
+
+        Returns the block's ``(dfile, data)`` as it now stands, so the write that
+        follows needs no second look at the row.
+        """
         if b is not None and b["state"] == DIRTY:
             self._db.x("UPDATE blocks SET gen = gen + 1 WHERE ino = ? AND idx = ?", (ino, idx))
-            return
+            return b["dfile"], b["data"]
         old = b""
         if b is not None:
             if keep_old:
@@ -148,30 +152,45 @@ class Blocks(Loader):
         dfile, data = 0, old
         if len(old) > INLINE_MAX:
             dfile = self._new_dirty_file()
-            os.pwrite(self._fd(self._dirty_path(dfile)), old, 0)
+            os.pwrite(self._dirty_fd(dfile), old, 0)
             data = None  # type: ignore[assignment]
         self._db.x(
             "INSERT OR REPLACE INTO blocks (ino, idx, state, hash, size, dfile, gen, data, "
             "queued) VALUES (?, ?, ?, '', 0, ?, ?, ?, 0)",
             (ino, idx, DIRTY, dfile, (b["gen"] + 1) if b is not None else 1, data),
         )
+        return dfile, data
 
-    def _block_write(self, ino: int, idx: int, at: int, piece: memoryview) -> None:
-        """Write into DIRTY block ``idx`` at ``at``; an inline block spills when too big."""
-        b = self._db.one("SELECT dfile, data FROM blocks WHERE ino = ? AND idx = ?", (ino, idx))
-        assert b is not None
+    def _block_write(
+        self,
+        ino: int,
+        idx: int,
+        at: int,
+        piece: memoryview,
+        known: tuple[int, bytes | None] | None = None,
+    ) -> None:
+        """Write into DIRTY block ``idx`` at ``at``; an inline block spills when too big.
+
+        ``known``: the block's ``(dfile, data)`` when the caller has it (from
+        :meth:`_make_dirty`), saving a query.
+        """
+        if known is None:
+            b = self._db.one("SELECT dfile, data FROM blocks WHERE ino = ? AND idx = ?", (ino, idx))
+            assert b is not None
+            known = (b["dfile"], b["data"])
+        dfile_now, data_now = known
         end = at + piece.nbytes
-        if b["dfile"]:
-            os.pwrite(self._fd(self._dirty_path(b["dfile"])), piece, at)
+        if dfile_now:
+            os.pwrite(self._dirty_fd(dfile_now), piece, at)
             return
-        blob = bytes(b["data"] or b"")
+        blob = bytes(data_now or b"")
         if end <= INLINE_MAX:
             pad = bytes(max(0, at - len(blob)))
             new = blob[:at] + pad + piece.tobytes() + blob[end:]
             self._db.x("UPDATE blocks SET data = ? WHERE ino = ? AND idx = ?", (new, ino, idx))
             return
         dfile = self._new_dirty_file()
-        fd = self._fd(self._dirty_path(dfile))
+        fd = self._dirty_fd(dfile)
         os.pwrite(fd, blob, 0)
         os.pwrite(fd, piece, at)
         self._db.x(

@@ -128,12 +128,14 @@ class Data(Blocks):
             if edge is not None and self._needs_rewrite(rows.get(edge), edge, new_size):
                 need_old[edge] = True  # the old last block gets longer: re-hash it
             self._prefetch_old(rows, need_old, fetched)
-            for idx, keep in sorted(need_old.items()):
-                self._make_dirty(ino, idx, rows.get(idx), keep, fetched)
+            known = {
+                idx: self._make_dirty(ino, idx, rows.get(idx), keep, fetched)
+                for idx, keep in sorted(need_old.items())
+            }
             for idx in range(first, last + 1):
                 s = idx * B
                 lo, hi = max(offset, s), min(end, s + B)
-                self._block_write(ino, idx, lo - s, view[lo - offset : hi - offset])
+                self._block_write(ino, idx, lo - s, view[lo - offset : hi - offset], known[idx])
             now = self._now()
             self._set(ino, size=new_size, mtime_ns=now, ctime_ns=now)
             self._size_stats(size, new_size)

@@ -179,22 +179,31 @@ class Db:
         Nested calls join the outer operation. The transaction is committed at the end
         of the outermost call (``normal``/``full``) or when the batch is due.
         """
-        if not self.conn.in_transaction:
+        began = not self.conn.in_transaction
+        if began:
             self.conn.execute("BEGIN IMMEDIATE")
             self._ops = 0
             self._since = time.monotonic()
+        # An operation that owns its whole transaction (normal/full mode) rolls back
+        # with ROLLBACK; a savepoint is only needed inside a longer one (batch, nested).
+        savepoint = not (began and self.mode != SyncMode.BATCH)
         self._depth += 1
         self._deferred.append([])
-        self.conn.execute("SAVEPOINT op")
+        if savepoint:
+            self.conn.execute("SAVEPOINT op")
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK TO op")
-            self.conn.execute("RELEASE op")
+            if savepoint:
+                self.conn.execute("ROLLBACK TO op")
+                self.conn.execute("RELEASE op")
+            else:
+                self.conn.execute("ROLLBACK")
             self._depth -= 1
             self._deferred.pop()
             raise
-        self.conn.execute("RELEASE op")
+        if savepoint:
+            self.conn.execute("RELEASE op")
         self._depth -= 1
         done = self._deferred.pop()
         if self._depth:

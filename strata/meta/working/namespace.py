@@ -97,10 +97,14 @@ class Namespace(Data):
             raise FsError(errno.EEXIST, f"{name!r} already exists in directory {parent}")
         now = self._now()
         size = len(encode_name(target)) if kind == Kind.SYMLINK else 0
+        # A new file's (empty) block list is written at commit anyway: marking it
+        # data_dirty now spares its first write the dirty-tracking statements.
+        data_dirty = int(kind == Kind.FILE and not self._committing)
         cur = self._db.x(
             "INSERT INTO inodes (kind, mode, uid, gid, size, atime_ns, mtime_ns, ctime_ns, "
-            "nlink, parent, target, loaded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1)",
-            (kind.value, mode & 0o7777, uid, gid, size, now, now, now, parent, target),
+            "nlink, parent, target, loaded, data_dirty) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1, ?)",
+            (kind.value, mode & 0o7777, uid, gid, size, now, now, now, parent, target, data_dirty),
         )
         ino = int(cur.lastrowid or 0)
         self._add_dentry(parent, raw, ino, now)
@@ -412,7 +416,23 @@ class Namespace(Data):
                 self._free_file(ino)
                 freed = True
 
-        self._run(op)
+        def check() -> bool:
+            # The common case (a named file) changes no row: no write transaction.
+            if self._open_handles.get(ino, 0) > 1:
+                return True
+            row = self._db.one("SELECT nlink, kind FROM inodes WHERE ino = ?", (ino,))
+            return row is None or row["nlink"] > 0 or row["kind"] == Kind.DIR.value
+
+        with self._lock:
+            simple = not self._closed and check()
+            if simple:
+                count = self._open_handles.get(ino, 0) - 1
+                if count > 0:
+                    self._open_handles[ino] = count
+                else:
+                    self._open_handles.pop(ino, None)
+        if not simple:
+            self._run(op)
         if not freed:
             with self._lock:
                 idxs = [
@@ -427,17 +447,21 @@ class Namespace(Data):
     def forget(self, ino: int) -> None:
         """The kernel dropped the inode: free it if it has no names and no handles."""
 
-        def op() -> None:
+        def orphan() -> bool:
             row = self._db.one("SELECT nlink, kind FROM inodes WHERE ino = ?", (ino,))
-            if (
+            return (
                 row is not None
                 and row["nlink"] == 0
                 and row["kind"] != Kind.DIR.value
                 and not self._open_handles.get(ino)
-            ):
+            )
+
+        def op() -> None:
+            if orphan():
                 self._free_file(ino)
 
-        self._run(op)
+        if self._run_ro(orphan):  # usually not: no write transaction for a plain forget
+            self._run(op)
 
 
 def _xname(name: str) -> bytes:
