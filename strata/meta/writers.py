@@ -126,6 +126,10 @@ class WriterOps(HistoryBase):
 
         def change(cur: Head | None) -> Head:
             c = self._fenced_check(claim, cur)
+            if c.version == v.ref:
+                # Our earlier attempt landed but its reply was lost: already done. (Never
+                # treat this as fenced: the manifest would be deleted under the head.)
+                return c
             if c.version != h.version:
                 raise FencedWriter(
                     f"volume {claim.volume!r} moved to {c.version} while this writer "
