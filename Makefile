@@ -13,10 +13,10 @@ export STRATA_TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/strata/tools
 PYTEST_ARGS ?=
 APT_PACKAGES := fuse libfuse-dev pkg-config gcc
 
-.PHONY: test demo lint tools bench deps system-deps venv clean
+.PHONY: test demo lint tools bench deps system-deps venv clean chart-crds
 
 test: deps tools lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -v $(PYTEST_ARGS)
 
 deps: system-deps venv
 
@@ -55,6 +55,10 @@ bench: deps
 	@command -v fio >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq fio; } || echo "no fio: random reads use a Python pread loop" >&2
 	$(PY) -m tests.bench.run $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
+
+# crds/ is the one source of the CRDs; the chart ships copies (a test checks they match).
+chart-crds:
+	rm -f charts/strata/crds/*.yaml && cp crds/*.yaml charts/strata/crds/
 
 clean:
 	rm -rf $(VENV) build *.egg-info csi-driver/strata_csi/_proto
