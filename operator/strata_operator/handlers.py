@@ -20,17 +20,31 @@ from typing import Any
 
 import kopf
 
+from strata.errors import StrataError
 from strata_operator.deps import Deps
-from strata_operator.kube import GROUP, STAGING_PLURAL, VERSION, KubeError
+from strata_operator.kube import (
+    GROUP,
+    STAGING_PLURAL,
+    VERSION,
+    VERSION_PLURAL,
+    VOLUME_PLURAL,
+    KubeError,
+)
 from strata_operator.login import connection_info
 from strata_operator.staging.reconcile import StagingReconciler
 from strata_operator.staging.resources import ANN_OWNER, STAGING_LABELS, controller_owner
 from strata_operator.staging.sweeper import Sweeper, run_periodically
+from strata_operator.volumes.gc import GarbageCollector
+from strata_operator.volumes.reconcile import VolumeReconciler
+from strata_operator.volumes.sync import VolumeSync, run_every
+from strata_operator.volumes.versions import VersionReconciler
 
 __all__ = ["build_registry", "classify"]
 
 RETRY_DELAY = 10.0  # seconds before kopf retries after a temporary API failure
 STAGING = "StagingVolume"
+VOLUME = "Volume"
+VOLUME_VERSION = "VolumeVersion"
 
 
 def classify(exc: BaseException) -> str:
@@ -76,6 +90,9 @@ def build_registry(deps: Deps) -> kopf.OperatorRegistry:
         background.append(task)
         logger.info("staging sweeper started: every %ss", interval)
 
+    if deps.repo is not None:
+        _register_volumes(registry, deps, background)
+
     @kopf.on.cleanup(registry=registry)
     async def stop_sweeper(**_: Any) -> None:
         for task in background:
@@ -107,3 +124,73 @@ def build_registry(deps: Deps) -> kopf.OperatorRegistry:
             logger.debug("refreshing StagingVolume %s after a PVC event: %s", name, exc)
 
     return registry
+
+
+def _register_volumes(
+    registry: kopf.OperatorRegistry, deps: Deps, background: list[asyncio.Task[None]]
+) -> None:
+    """Volume and VolumeVersion handlers, the mirror loop and store GC (needs a store)."""
+    assert deps.repo is not None
+    repo = deps.repo
+    volumes = VolumeReconciler(deps, repo)
+    versions = VersionReconciler(deps, repo, volumes)
+    sync = VolumeSync(deps, repo, volumes, versions)
+    collector = GarbageCollector(deps, repo)
+
+    @kopf.on.startup(registry=registry)
+    async def start_volume_loops(logger: logging.Logger, **_: Any) -> None:
+        settings = deps.settings
+
+        async def gc_loop() -> None:
+            await asyncio.sleep(settings.gc_interval)  # not on every (re)start
+            await run_every(collector.run, settings.gc_interval, "store GC")
+
+        background.append(
+            asyncio.create_task(
+                run_every(sync.sync, settings.mirror_interval, "volume sync"),
+                name="strata-volume-sync",
+            )
+        )
+        background.append(asyncio.create_task(gc_loop(), name="strata-gc"))
+        logger.info(
+            "Volumes in store %s: mirror every %ss, GC every %ss (grace %ss)",
+            settings.store_display,
+            settings.mirror_interval,
+            settings.gc_interval,
+            settings.gc_grace,
+        )
+
+    @kopf.on.resume(GROUP, VERSION, VOLUME_PLURAL, id="volume", registry=registry)
+    @kopf.on.create(GROUP, VERSION, VOLUME_PLURAL, id="volume", registry=registry)
+    @kopf.on.update(GROUP, VERSION, VOLUME_PLURAL, id="volume", registry=registry)
+    def volume(body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+        _guarded(deps, VOLUME, body, lambda: volumes.reconcile(namespace, name))
+
+    @kopf.on.resume(GROUP, VERSION, VERSION_PLURAL, id="volumeversion", registry=registry)
+    @kopf.on.create(GROUP, VERSION, VERSION_PLURAL, id="volumeversion", registry=registry)
+    async def volume_version(body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+        """Sealing waits on the store for up to seal_timeout: in a worker thread."""
+        await asyncio.to_thread(
+            _guarded, deps, VOLUME_VERSION, body, lambda: versions.reconcile(namespace, name)
+        )
+
+    # Deletion: the operator's own finalizers (strata.dev/volume, strata.dev/volume-version),
+    # so kopf sees no deletion handler and adds none of its own. A watch event starts the
+    # work at once; the sync loop retries whatever could not finish (deferred deletions).
+    @kopf.on.event(GROUP, VERSION, VOLUME_PLURAL, registry=registry)
+    def volume_event(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+        if body.metadata.get("deletionTimestamp"):
+            _nudge(logger, lambda: volumes.finalize(body))
+
+    @kopf.on.event(GROUP, VERSION, VERSION_PLURAL, registry=registry)
+    def version_event(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+        if body.metadata.get("deletionTimestamp"):
+            _nudge(logger, lambda: versions.finalize(body))
+
+
+def _nudge(logger: logging.Logger, step: Callable[[], object]) -> None:
+    """An attempt whose failure only waits for the sync loop's retry."""
+    try:
+        step()
+    except (KubeError, StrataError, kopf.TemporaryError, kopf.PermanentError) as exc:
+        logger.info("will retry on the next sync pass: %s", exc)

@@ -27,6 +27,8 @@ __all__ = [
     "GROUP",
     "STAGING_PLURAL",
     "VERSION",
+    "VERSION_PLURAL",
+    "VOLUME_PLURAL",
     "Conflict",
     "Forbidden",
     "Invalid",
@@ -40,6 +42,8 @@ __all__ = [
 GROUP = "strata.dev"
 VERSION = "v1alpha1"
 STAGING_PLURAL = "stagingvolumes"
+VOLUME_PLURAL = "volumes"
+VERSION_PLURAL = "volumeversions"
 MERGE_PATCH = "application/merge-patch+json"
 
 Obj = dict[str, Any]
@@ -215,6 +219,131 @@ class Kube:
             body,
             _content_type=MERGE_PATCH,
         )
+
+    # -- Volumes and VolumeVersions -----------------------------------------------------
+
+    def _custom_get(self, plural: str, namespace: str, name: str) -> Obj | None:
+        return self._get(
+            plural,
+            namespace,
+            name,
+            self._custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+        )
+
+    def _custom_list(self, plural: str, namespace: str | None) -> list[Obj]:
+        if namespace is None:
+            method, args = self._custom.list_cluster_custom_object, ()
+        else:
+            method, args = self._custom.list_namespaced_custom_object, (namespace,)
+        reply = self._json("list", plural, namespace, None, method, GROUP, VERSION, *args, plural)
+        return list(reply.get("items", []))
+
+    def _custom_patch(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        body: Any,
+        *,
+        status: bool = False,
+    ) -> Obj:
+        method = (
+            self._custom.patch_namespaced_custom_object_status
+            if status
+            else self._custom.patch_namespaced_custom_object
+        )
+        return self._json(
+            "patch-status" if status else "patch",
+            plural,
+            namespace,
+            name,
+            method,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            body,
+            _content_type=MERGE_PATCH,
+        )
+
+    def get_volume(self, namespace: str, name: str) -> Obj | None:
+        return self._custom_get(VOLUME_PLURAL, namespace, name)
+
+    def list_volumes(self, namespace: str | None) -> list[Obj]:
+        """All Volumes in ``namespace``, or in every namespace for ``None``."""
+        return self._custom_list(VOLUME_PLURAL, namespace)
+
+    def patch_volume_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Obj:
+        return self._custom_patch(
+            VOLUME_PLURAL, namespace, name, {"status": dict(status)}, status=True
+        )
+
+    def get_volume_version(self, namespace: str, name: str) -> Obj | None:
+        return self._custom_get(VERSION_PLURAL, namespace, name)
+
+    def list_volume_versions(self, namespace: str | None) -> list[Obj]:
+        return self._custom_list(VERSION_PLURAL, namespace)
+
+    def create_volume_version(self, namespace: str, body: Mapping[str, Any]) -> Obj:
+        return self._json(
+            "create",
+            VERSION_PLURAL,
+            namespace,
+            body["metadata"]["name"],
+            self._custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            VERSION_PLURAL,
+            dict(body),
+        )
+
+    def patch_volume_version_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> Obj:
+        return self._custom_patch(
+            VERSION_PLURAL, namespace, name, {"status": dict(status)}, status=True
+        )
+
+    def patch_metadata(
+        self, plural: str, namespace: str, name: str, metadata: Mapping[str, Any]
+    ) -> Obj:
+        """Merge-patch labels/annotations (with ``resourceVersion``: conditional)."""
+        return self._custom_patch(plural, namespace, name, {"metadata": dict(metadata)})
+
+    def set_finalizers(
+        self, plural: str, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> Obj:
+        """Replace ``metadata.finalizers``, only if the object is still at
+        ``resource_version`` (Conflict otherwise), so another controller's finalizer
+        added meanwhile is never dropped."""
+        patch = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers}}
+        return self._custom_patch(plural, namespace, name, patch)
+
+    def delete_custom(self, plural: str, namespace: str, name: str) -> bool:
+        """Ask to delete a Volume or VolumeVersion; False if it is already gone."""
+        try:
+            self._json(
+                "delete",
+                plural,
+                namespace,
+                name,
+                self._custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+            )
+        except NotFound:
+            return False
+        return True
 
     # -- PersistentVolumeClaims --------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import kopf
 from kubernetes import client, config
 
+from strata.units import parse_duration
 from strata_operator import app
 from strata_operator.settings import Settings, SettingsError
 
@@ -24,7 +25,7 @@ __all__ = ["main", "parse_args"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strata-operator",
-        description="Reconcile Strata's StagingVolumes (and, later, Volumes and VolumeVersions).",
+        description="Reconcile Strata's Volumes, VolumeVersions and StagingVolumes.",
     )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -52,6 +53,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sweep-interval", type=float, help="seconds between sweeps (default 30)")
     parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="Strata store for Volumes: file:///path or s3://bucket/prefix?endpoint=…&region=… "
+        "(credentials only from the environment, e.g. AWS_ACCESS_KEY_ID from a Secret)",
+    )
+    parser.add_argument(
+        "--gc-interval", help="time between store garbage collections, e.g. 1h (default 1h)"
+    )
+    parser.add_argument(
+        "--gc-grace", help="never sweep objects younger than this, e.g. 1h (default 1h)"
+    )
+    parser.add_argument(
+        "--mirror-interval",
+        type=float,
+        help="seconds between passes mirroring versions as VolumeVersions (default 5)",
+    )
+    parser.add_argument(
+        "--seal-timeout",
+        type=float,
+        help="seconds a VolumeVersion waits for a live writer to seal (default 15)",
+    )
+    parser.add_argument(
         "--standalone",
         action="store_true",
         help="skip leader election (only when exactly one replica runs)",
@@ -63,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.add_argument("-d", "--debug", action="store_true", help="log everything")
     return parser
+
+
+def _duration(flag: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise SettingsError(f"{flag}: {exc}") from exc
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespace]:
@@ -80,6 +112,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         "lease_namespace": args.lease_namespace,
         "lease_name": args.lease_name,
         "leader_election": False if args.standalone else None,
+        "store": args.store,
+        "gc_interval": _duration("--gc-interval", args.gc_interval),
+        "gc_grace": _duration("--gc-grace", args.gc_grace),
+        "mirror_interval": args.mirror_interval,
+        "seal_timeout": args.seal_timeout,
     }
     settings = Settings.from_env(**overrides)
     if metrics_port is not None:

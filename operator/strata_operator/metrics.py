@@ -59,6 +59,45 @@ class Metrics:
             "Time one sweep of staging PVCs took.",
             registry=self.registry,
         )
+        self.versions_mirrored = Counter(
+            "strata_operator_versions_mirrored_total",
+            "VolumeVersions created for versions sealed by writers (mounts, the CLI).",
+            registry=self.registry,
+        )
+        self.seals = Counter(
+            "strata_operator_seals_total",
+            "VolumeVersions sealed on request, by how: writer (a live mount committed) or "
+            "idle (bound to the already-sealed head).",
+            ["how"],
+            registry=self.registry,
+        )
+        self.gc_runs = Counter(
+            "strata_operator_gc_runs_total",
+            "Store garbage collections run, by result (ok, error).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.gc_freed_bytes = Counter(
+            "strata_operator_gc_freed_bytes_total",
+            "Bytes of chunks and trees the store garbage collection deleted.",
+            registry=self.registry,
+        )
+        self.gc_freed_objects = Counter(
+            "strata_operator_gc_freed_objects_total",
+            "Chunks and trees the store garbage collection deleted.",
+            registry=self.registry,
+        )
+        self.gc_versions_expired = Counter(
+            "strata_operator_gc_versions_expired_total",
+            "Versions deleted by retention rules during store garbage collection.",
+            registry=self.registry,
+        )
+        self.gc_seconds = Histogram(
+            "strata_operator_gc_seconds",
+            "Time one store garbage collection took.",
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+            registry=self.registry,
+        )
         self.leader = Gauge(
             "strata_operator_leader",
             "1 while this replica holds the leader Lease and acts, else 0.",

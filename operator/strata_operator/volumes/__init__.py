@@ -1,0 +1,1 @@
+"""Volumes and VolumeVersions: store naming, reconcilers, the mirror loop and store GC."""
