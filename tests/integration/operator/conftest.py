@@ -259,6 +259,14 @@ class Operator:
         self.stop()
         return self.start()
 
+    def sync_passes(self, wait_for: Callable[..., Any], count: int) -> None:
+        """Wait until ``count`` more Volume sync passes began (each lists Volumes)."""
+        moment = time.monotonic()
+        wait_for(
+            lambda: len(self.calls("list", "volumes", since=moment)) >= count,
+            what=f"{count} volume sync passes",
+        )
+
     def sweeps_since(self, moment: float) -> int:
         """How many sweeps began after ``moment`` (each starts by listing StagingVolumes)."""
         return len(self.calls("list", "stagingvolumes", since=moment))

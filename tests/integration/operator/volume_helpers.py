@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+
 from strata.chunks.layout import CHUNKS, TREES
 from strata.meta.entry import BlockRef, Content, Entry, Kind
 from strata.meta.repo import Repository
