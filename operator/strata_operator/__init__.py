@@ -1,4 +1,4 @@
-"""The Strata operator (kopf): StagingVolume today; Volume and VolumeVersion next.
+"""The Strata operator (kopf): Volume, VolumeVersion and StagingVolume.
 
 Modules, by what they do:
 
@@ -10,7 +10,9 @@ Modules, by what they do:
 * ``metrics``   — Prometheus metrics and /healthz;
 * ``events``    — Kubernetes Events for what users must see;
 * ``settings``  — configuration from environment and flags;
-* ``staging``   — StagingVolume naming, storage classes, reconcile and the sweeper.
+* ``staging``   — StagingVolume naming, storage classes, reconcile and the sweeper;
+* ``volumes``   — Volume/VolumeVersion store naming, reconcilers, the mirror loop and
+  store GC (needs ``--store``).
 """
 
 from strata_operator.app import kopf_settings, run
