@@ -112,3 +112,19 @@ def test_rendered_chart_is_accepted_by_the_apiserver(tool, chart: Path, kube) ->
         "customresourcedefinition.apiextensions.k8s.io/volumes.strata.dev",
     ):
         assert kind in applied.stdout, applied.stdout
+
+
+def test_operator_accepts_the_settings_the_chart_renders(tool, chart: Path) -> None:
+    """Every STRATA_OPERATOR_* value the chart sets parses in the operator itself."""
+    from strata_operator.settings import ENV_PREFIX, Settings
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _render(tool, chart)}
+    container = docs["Deployment", "strata-operator"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env["POD_NAMESPACE"] = "strata-system"
+    settings = Settings.from_env(env)
+    assert settings.store == "s3://volumes/prod?region=eu-west-1"
+    assert settings.gc_interval == 3600 and settings.mirror_interval == 5
+    assert settings.lease_namespace == "strata-system"
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.__dataclass_fields__}
+    assert {k for k in env if k.startswith(ENV_PREFIX)} <= known
