@@ -117,6 +117,7 @@ class Core:
     _staged_candidates: set[str]
     _flush_submits: set[str] | None
     _open_handles: dict[int, int]
+    _read_ends: OrderedDict[int, int]
     _next_dfile: int
     _closed: bool
 
@@ -133,6 +134,7 @@ class Core:
         self._staged_candidates = set()
         self._flush_submits = None
         self._open_handles = {}
+        self._read_ends = OrderedDict()
         self._next_dfile = 1
         self._closed = False
 

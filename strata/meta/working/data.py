@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import overload
 
 from strata.meta.entry import BlockRef
-from strata.meta.working.base import DIRTY, STORED, B, block_len, nblocks
+from strata.meta.working.base import DIRTY, REMOTE, STORED, B, block_len, nblocks
 from strata.meta.working.blocks import Blocks
 from strata.meta.working.types import FsError
+
+#: store blocks fetched ahead of a sequential reader (each is CHUNK_SIZE)
+_READ_AHEAD = 2
+#: files whose last read end is remembered (to recognise sequential reads)
+_READ_ENDS = 256
 
 
 class _RemoteView(Sequence[BlockRef]):
@@ -56,50 +61,112 @@ class Data(Blocks):
     # --- reads -----------------------------------------------------------------------
 
     def read(self, ino: int, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes at ``offset`` (short only at end of file; holes are 0)."""
+        """Up to ``size`` bytes at ``offset`` (short only at end of file; holes are 0).
+
+        Only the plan is made under the lock; local block files are read through
+        duplicated descriptors after it is released, so reads (and a cold disk) never
+        hold up other operations. A sealed or dropped block file stays readable
+        through its descriptor, so what is read is what the plan named.
+        """
         if offset < 0 or size < 0:
             raise FsError(errno.EINVAL, f"bad read range offset={offset} size={size}")
-        start, end, fsize, local, remote = self._run_ro(lambda: self._plan_read(ino, offset, size))
+        start, end, fsize, local, remote, ahead = self._run_ro(
+            lambda: self._plan_read(ino, offset, size)
+        )
+        pieces: list[tuple[int, bytes]] = []
+        try:
+            for lo, piece in local:
+                if isinstance(piece, tuple):
+                    fd, at, length = piece
+                    data = os.pread(fd, length, at)
+                    if len(data) < length:  # a sparse tail reads as zeros
+                        data += bytes(length - len(data))
+                    piece = data
+                pieces.append((lo, piece))
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, f"local cache I/O failed: {exc}") from exc
+        finally:
+            for _, piece in local:
+                if isinstance(piece, tuple):
+                    os.close(piece[0])
         if end <= start:
             return b""
+        if ahead:
+            self._blocks_reader.prefetch(_RemoteView(ahead, fsize), sorted(ahead))
+        if not remote and len(pieces) == 1 and len(pieces[0][1]) == end - start:
+            return pieces[0][1]  # the whole range from one block: no assembly copy
         if remote:
             view = _RemoteView(remote, fsize)
             out = bytearray(self._fetching(self._blocks_reader.read, view, start, end - start))
         else:
             out = bytearray(end - start)
-        for lo, piece in local:
-            out[lo - start : lo - start + len(piece)] = piece
+        for lo, data in pieces:
+            out[lo - start : lo - start + len(data)] = data
         return bytes(out)
 
     def _plan_read(
         self, ino: int, offset: int, size: int
-    ) -> tuple[int, int, int, list[tuple[int, bytes]], dict[int, BlockRef]]:
-        """Local pieces read now (under the lock) and the store blocks to fetch after."""
+    ) -> tuple[
+        int,
+        int,
+        int,
+        list[tuple[int, bytes | tuple[int, int, int]]],
+        dict[int, BlockRef],
+        dict[int, BlockRef],
+    ]:
+        """What a read needs (locked): inline bytes, ``(dup'd fd, offset, length)`` of
+        local block files to read after the lock, store blocks to fetch, and store
+        blocks to prefetch (the next ones, when this read continues the last one)."""
         row = self._file(ino)
         fsize = row["size"]
         end = min(offset + size, fsize)
-        local: list[tuple[int, bytes]] = []
+        local: list[tuple[int, bytes | tuple[int, int, int]]] = []
         remote: dict[int, BlockRef] = {}
+        ahead: dict[int, BlockRef] = {}
         if end <= offset:
-            return offset, offset, fsize, local, remote
+            return offset, offset, fsize, local, remote, ahead
         first, last = offset // B, (end - 1) // B
-        if row["blocks_loaded"]:
-            for b in self._db.x(
-                "SELECT * FROM blocks WHERE ino = ? AND idx BETWEEN ? AND ?", (ino, first, last)
-            ):
-                s = b["idx"] * B
-                lo, hi = max(offset, s), min(end, s + B)
-                piece = self._local_read(b, lo - s, hi - lo)
-                if piece is None:
-                    remote[b["idx"]] = BlockRef(b["hash"], b["size"])
-                else:
-                    local.append((lo, piece))
-        else:
-            blocks = self._base_block_list(row)
-            for idx in range(first, min(last + 1, len(blocks))):
-                if blocks[idx].hash:
-                    remote[idx] = blocks[idx]
-        return offset, end, fsize, local, remote
+        # A read that continues the previous one (and is not at the end) reads ahead.
+        sequential = self._read_ends.get(ino) == offset and end < fsize
+        self._read_ends[ino] = end
+        self._read_ends.move_to_end(ino)
+        while len(self._read_ends) > _READ_ENDS:
+            self._read_ends.popitem(last=False)
+        hi_idx = min(last + _READ_AHEAD, (fsize - 1) // B) if sequential else last
+        try:
+            if row["blocks_loaded"]:
+                for b in self._db.x(
+                    "SELECT * FROM blocks WHERE ino = ? AND idx BETWEEN ? AND ?",
+                    (ino, first, hi_idx),
+                ):
+                    idx = b["idx"]
+                    if idx > last:
+                        if b["state"] == REMOTE:
+                            ahead[idx] = BlockRef(b["hash"], b["size"])
+                        continue
+                    s = idx * B
+                    lo, hi = max(offset, s), min(end, s + B)
+                    if b["data"] is not None:
+                        local.append((lo, self._local_read(b, lo - s, hi - lo) or b""))
+                        continue
+                    path = self._block_path(b)
+                    if path is None:
+                        remote[idx] = BlockRef(b["hash"], b["size"])
+                    else:
+                        local.append((lo, (os.dup(self._fd(path)), lo - s, hi - lo)))
+            else:
+                blocks = self._base_block_list(row)
+                for idx in range(first, min(hi_idx + 1, len(blocks))):
+                    if blocks[idx].hash:
+                        (ahead if idx > last else remote)[idx] = blocks[idx]
+        except BaseException:
+            for _, piece in local:
+                if isinstance(piece, tuple):
+                    os.close(piece[0])
+            raise
+        if not remote:
+            ahead = {}  # read-ahead only for files being read from the store
+        return offset, end, fsize, local, remote, ahead
 
     # --- writes ----------------------------------------------------------------------
 
