@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import llfuse
@@ -35,6 +36,35 @@ def fuse_options(source: str, options: MountOptions) -> list[str]:
     return opts
 
 
+#: kernel read-ahead for the mount (libfuse 2 cannot ask for more than the default 128 KiB)
+READ_AHEAD_KB = 1024
+
+
+def _raise_readahead(mountpoint: Path) -> None:
+    """Let the kernel read ahead 1 MiB, i.e. keep several 128 KiB reads in flight.
+
+    The knob is the mount's backing-device ``read_ahead_kb`` in sysfs, writable by
+    root only; elsewhere the default stays (reads are correct either way). The
+    kernel resets it when it handles the FUSE INIT reply, so this runs in a thread
+    that first waits for an answered request (statvfs) to the new mount.
+    """
+    try:
+        os.statvfs(mountpoint)  # answered only once the loop runs and INIT is done
+        target = os.path.abspath(mountpoint)
+        devices = [
+            fields[2]
+            for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if len(fields := line.split()) > 4 and fields[4] == target
+        ]
+        if not devices:
+            return
+        knob = Path(f"/sys/class/bdi/{devices[-1]}/read_ahead_kb")
+        if int(knob.read_text()) < READ_AHEAD_KB:
+            knob.write_text(str(READ_AHEAD_KB))
+    except (OSError, ValueError) as exc:
+        log.debug("could not raise read-ahead of %s: %s", mountpoint, exc)
+
+
 def open_repository(store_url: str, options: MountOptions) -> Repository:
     """The repository a mount reads through: chunks are cached locally (``cache_size``)."""
     store = open_store(store_url, max_concurrent=max(64, options.max_uploads + 16))
@@ -60,6 +90,9 @@ def serve(store_url: str, source: str, options: MountOptions) -> None:
     except BaseException:
         session.close()
         raise
+    threading.Thread(
+        target=_raise_readahead, args=(mountpoint,), name="strata-readahead", daemon=True
+    ).start()
     log.info("mounted %s at %s", source, mountpoint, extra={"writable": session.writable})
     session.start_timers()
     try:
