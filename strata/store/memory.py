@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from strata.errors import ObjectNotFound, PreconditionFailed
 from strata.store.base import ObjectInfo, Store
@@ -17,8 +17,10 @@ from strata.store.local import validate_key
 
 
 class MemoryStore(Store):
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", *, clock: Callable[[], float] = time.time) -> None:
+        """``clock`` stamps each write's mtime (tests of GC age rules pass a fake one)."""
         self.url = url
+        self._clock = clock
         self._objects: dict[str, tuple[bytes, float, str]] = {}
         self._lock = threading.Lock()
 
@@ -54,7 +56,7 @@ class MemoryStore(Store):
                 raise PreconditionFailed(key, "object already exists")
             if if_match is not None and (current is None or current[2] != if_match):
                 raise PreconditionFailed(key, "object changed since it was read")
-            self._objects[key] = (bytes(data), time.time(), etag)
+            self._objects[key] = (bytes(data), self._clock(), etag)
         return etag
 
     def delete(self, key: str) -> None:

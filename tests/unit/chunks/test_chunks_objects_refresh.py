@@ -24,28 +24,13 @@ DATA = b"block data " * 1000
 KEY = chunk_key(content_hash(DATA))
 
 
-class ClockedMemory(MemoryStore):
-    """A MemoryStore that stamps writes with the test's clock instead of the real one."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        super().__init__()
-        self.clock = clock
-
-    def put(
-        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
-    ) -> str:
-        etag = super().put(key, data, if_absent=if_absent, if_match=if_match)
-        self.set_mtime(key, self.clock())
-        return etag
+@pytest.fixture
+def clocked(clock: FakeClock) -> MemoryStore:
+    return MemoryStore(clock=clock)
 
 
 @pytest.fixture
-def clocked(clock: FakeClock) -> ClockedMemory:
-    return ClockedMemory(clock)
-
-
-@pytest.fixture
-def store(clocked: ClockedMemory) -> CountingStore:
+def store(clocked: MemoryStore) -> CountingStore:
     return CountingStore(ImmutableGuardStore(clocked))
 
 
@@ -72,7 +57,7 @@ def test_objects_written_in_the_session_never_cost_a_head(
 
 @pytest.mark.parametrize("kind", ["chunk", "tree"])
 def test_dedup_hit_on_an_object_older_than_the_session_rewrites_it(
-    store: CountingStore, clocked: ClockedMemory, clock: FakeClock, kind: str
+    store: CountingStore, clocked: MemoryStore, clock: FakeClock, kind: str
 ) -> None:
     key = KEY if kind == "chunk" else tree_key(content_hash(DATA))
     earlier = ContentStore(store, clock=clock)
@@ -94,7 +79,7 @@ def test_dedup_hit_on_an_object_older_than_the_session_rewrites_it(
 
 
 def test_dedup_hit_on_an_object_from_within_the_session_is_only_checked(
-    store: CountingStore, clocked: ClockedMemory, clock: FakeClock
+    store: CountingStore, clocked: MemoryStore, clock: FakeClock
 ) -> None:
     cs = ContentStore(store, clock=clock)
     clock.advance(5)
@@ -109,7 +94,7 @@ def test_dedup_hit_on_an_object_from_within_the_session_is_only_checked(
 
 
 def test_remembered_digests_from_before_a_new_session_are_checked_again(
-    store: CountingStore, clocked: ClockedMemory, clock: FakeClock
+    store: CountingStore, clocked: MemoryStore, clock: FakeClock
 ) -> None:
     cs = ContentStore(store, clock=clock)
     cs.put_chunk(DATA)
@@ -127,7 +112,7 @@ def test_remembered_digests_from_before_a_new_session_are_checked_again(
 @pytest.mark.parametrize(("written", "rewritten"), [(-10.0, True), (+10.0, False)])
 def test_a_digest_known_only_from_a_read_is_checked_before_dedup(
     store: CountingStore,
-    clocked: ClockedMemory,
+    clocked: MemoryStore,
     clock: FakeClock,
     written: float,
     rewritten: bool,
@@ -148,7 +133,7 @@ def test_a_digest_known_only_from_a_read_is_checked_before_dedup(
 
 
 def test_a_remembered_object_that_was_swept_is_written_again(
-    store: CountingStore, clocked: ClockedMemory, clock: FakeClock
+    store: CountingStore, clocked: MemoryStore, clock: FakeClock
 ) -> None:
     cs = ContentStore(store, clock=clock)
     cs.put_chunk(DATA)

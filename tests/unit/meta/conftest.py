@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from strata.meta.entry import BlockRef, Content, Entry, Kind
 from strata.meta.repo import Repository
 from strata.meta.version import Stats, Version
+from strata.meta.working import WorkingState
 from strata.store.counting import CountingStore, ImmutableGuardStore
 from strata.store.memory import MemoryStore
+
+from .test_working_support import Env
 
 
 class FakeClock:
@@ -73,3 +79,15 @@ def repo(counting: CountingStore, clock: FakeClock) -> Repository:
 @pytest.fixture
 def build(repo: Repository) -> Builder:
     return Builder(repo)
+
+
+@pytest.fixture
+def env(repo: Repository, tmp_path: Path) -> Iterator[Env]:
+    e = Env(repo, tmp_path)
+    yield e
+    e.close_all()
+
+
+@pytest.fixture
+def ws(env: Env) -> WorkingState:
+    return env.open()

@@ -1,6 +1,6 @@
 """GC while writers run (INVARIANT 7): a live writer session's objects are never swept.
 
-Store mtimes follow the test's fake clock (``ClockedMemory``), so "hours later" is a
+Store mtimes follow the test's fake clock (``MemoryStore(clock=…)``), so "hours later" is a
 clock advance. A *session* is a writer claim plus ``ContentStore.set_refresh_before``
 at its start, which is what a writable mount does when it acquires its claim.
 """
@@ -25,24 +25,9 @@ GRACE = 3600.0
 OLD = b"written long ago by a version that was deleted since"
 
 
-class ClockedMemory(MemoryStore):
-    """A MemoryStore that stamps writes with the test's clock instead of the real one."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        super().__init__()
-        self.clock = clock
-
-    def put(
-        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
-    ) -> str:
-        etag = super().put(key, data, if_absent=if_absent, if_match=if_match)
-        self.set_mtime(key, self.clock())
-        return etag
-
-
 @pytest.fixture
-def memory(clock: FakeClock) -> ClockedMemory:
-    return ClockedMemory(clock)
+def memory(clock: FakeClock) -> MemoryStore:
+    return MemoryStore(clock=clock)
 
 
 def open_repo(store: Store, clock: FakeClock) -> Repository:

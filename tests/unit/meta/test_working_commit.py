@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,18 +29,6 @@ from .test_working_support import (
     write_file,
     ws_contents,
 )
-
-
-@pytest.fixture
-def env(repo: Repository, tmp_path: Path) -> Iterator[Env]:
-    e = Env(repo, tmp_path)
-    yield e
-    e.close_all()
-
-
-@pytest.fixture
-def ws(env: Env) -> WorkingState:
-    return env.open()
 
 
 def populate(ws: WorkingState) -> None:

@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from strata.meta.repo import Repository
 from strata.meta.working import WorkingState
 
 from .test_working_support import ROOT, B, Env, MiB, resolve, tree_contents, write_file
-
-
-@pytest.fixture
-def env(repo: Repository, tmp_path: Path) -> Iterator[Env]:
-    e = Env(repo, tmp_path)
-    yield e
-    e.close_all()
-
-
-@pytest.fixture
-def ws(env: Env) -> WorkingState:
-    return env.open()
 
 
 def pattern(n: int, seed: int = 0) -> bytes:

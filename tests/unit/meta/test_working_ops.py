@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from strata.meta.entry import Kind
-from strata.meta.repo import Repository
 from strata.meta.working import XATTR_CREATE, XATTR_REPLACE, WorkingState
 
-from .test_working_support import ROOT, Env, raises_errno, write_file
-
-
-@pytest.fixture
-def env(repo: Repository, tmp_path: Path) -> Iterator[Env]:
-    e = Env(repo, tmp_path)
-    yield e
-    e.close_all()
-
-
-@pytest.fixture
-def ws(env: Env) -> WorkingState:
-    return env.open()
+from .test_working_support import ROOT, raises_errno, write_file
 
 
 def names(ws: WorkingState, ino: int = ROOT) -> list[str]:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,6 @@ from .test_working_support import (
     write_file,
     ws_contents,
 )
-
-
-@pytest.fixture
-def env(repo: Repository, tmp_path: Path) -> Iterator[Env]:
-    e = Env(repo, tmp_path)
-    yield e
-    e.close_all()
 
 
 def open_untracked(env: Env, cache: str = "cache", **kw: object) -> WorkingState:
