@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 APT_PACKAGES := fuse libfuse-dev pkg-config gcc
 
 .PHONY: test demo lint tools bench deps system-deps venv clean chart-crds
+.PHONY: bench-operator
 
 test: deps tools lint
 	$(VENV)/bin/pytest -v $(PYTEST_ARGS)
@@ -55,6 +56,12 @@ bench: deps
 	@command -v fio >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq fio; } || echo "no fio: random reads use a Python pread loop" >&2
 	$(PY) -m tests.bench.run $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
+
+# The operator under load on a real etcd + kube-apiserver: 1,000 StagingVolumes created and
+# expired, 200 Volumes; reconcile throughput and operator RSS (docs/benchmarks.md).
+# BENCH_QUICK=1 runs 100/20; BENCH_ARGS passes more (--stagings, --volumes, --out).
+bench-operator: deps tools
+	$(PY) -m tests.bench.operator_load $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
 
 # crds/ is the one source of the CRDs; the chart ships copies (a test checks they match).
 chart-crds:
