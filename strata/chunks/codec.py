@@ -24,7 +24,9 @@ it could not verify.
 The writer compresses only when it pays: the zstd form is stored when it is smaller
 than the raw one by at least ``min_saving`` (a fraction of the plaintext size);
 otherwise the raw form is stored, which also keeps already-compressed data (images,
-archives, model weights) from being decompressed on every read for nothing.
+archives, model weights) from being decompressed on every read for nothing. A blob of
+1 MiB or more is first probed with a 64 KiB sample spread over it: if the sample does
+not compress, the blob is stored raw without compressing it all.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ MAX_PLAINTEXT_SIZE = 64 * 1024 * 1024
 
 DEFAULT_LEVEL = 3
 DEFAULT_MIN_SAVING = 0.0
+
+# Incompressibility probe (see _looks_incompressible): blobs from _PROBE_FROM bytes on.
+_PROBE_FROM = 1024 * 1024
+_PROBE_SLICE = 8 * 1024
+_PROBE_SLICES = 8
+_PROBE_KEEP = 0.98  # a sample saving less than 2% means "store raw"
 
 _CODEC_NAMES = {RAW: "raw", ZSTD: "zstd"}
 
@@ -85,11 +93,28 @@ def encode(
         raise ValueError(
             f"blob of {len(data)} bytes exceeds the {MAX_PLAINTEXT_SIZE}-byte object limit"
         )
-    if compress and data:
+    if compress and data and not _looks_incompressible(data, level):
         packed = _compressor(level).compress(data)
         if len(packed) < len(data) * (1.0 - min_saving):
             return MAGIC + bytes((ZSTD,)) + packed
     return MAGIC + bytes((RAW,)) + bytes(data)
+
+
+def _looks_incompressible(data: bytes | bytearray | memoryview, level: int) -> bool:
+    """True when evenly spread samples of a big blob do not compress at all.
+
+    Compressing 4 MiB of random-looking data (already-compressed files, encrypted or
+    random data) costs as much CPU as everything else on the upload path and is then
+    thrown away; ``_PROBE_SLICES`` slices of ``_PROBE_SLICE`` bytes answer for a
+    fraction of that. A blob only a sliver of which compresses may be stored raw.
+    """
+    n = len(data)
+    if n < _PROBE_FROM:
+        return False
+    view = memoryview(data).cast("B")
+    step = (n - _PROBE_SLICE) // (_PROBE_SLICES - 1)
+    sample = b"".join(view[i * step : i * step + _PROBE_SLICE] for i in range(_PROBE_SLICES))
+    return len(_compressor(level).compress(sample)) >= len(sample) * _PROBE_KEEP
 
 
 def codec_of(blob: bytes) -> str:
