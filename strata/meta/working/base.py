@@ -118,6 +118,10 @@ class Core:
     _flush_submits: set[str] | None
     _open_handles: dict[int, int]
     _read_ends: OrderedDict[int, int]
+    #: in-place writes per DIRTY block since it became DIRTY (see Blocks._seal)
+    _writes: dict[tuple[int, int], int]
+    #: whether any security.* xattr may exist (None: not known yet)
+    _security_xattrs: bool | None
     _next_dfile: int
     _closed: bool
 
@@ -135,6 +139,8 @@ class Core:
         self._flush_submits = None
         self._open_handles = {}
         self._read_ends = OrderedDict()
+        self._writes = {}
+        self._security_xattrs = None
         self._next_dfile = 1
         self._closed = False
 

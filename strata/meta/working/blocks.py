@@ -141,7 +141,9 @@ class Blocks(Loader):
         follows needs no second look at the row.
         """
         if b is not None and b["state"] == DIRTY:
-            self._db.x("UPDATE blocks SET gen = gen + 1 WHERE ino = ? AND idx = ?", (ino, idx))
+            # In place: only a seal hashing this block right now must notice, and seals
+            # live in this process, so the write count is kept in memory (no UPDATE).
+            self._writes[(ino, idx)] = self._writes.get((ino, idx), 0) + 1
             return b["dfile"], b["data"]
         old = b""
         if b is not None:
@@ -223,6 +225,7 @@ class Blocks(Loader):
             self._forget_fd(path)
             self._unlink_after_durable(path)
         self._release_staged(b)
+        self._writes.pop((b["ino"], b["idx"]), None)
         self._db.x("DELETE FROM blocks WHERE ino = ? AND idx = ?", (b["ino"], b["idx"]))
 
     def _free_data(self, ino: int) -> None:
@@ -253,6 +256,7 @@ class Blocks(Loader):
             if b is None or row is None or b["state"] != DIRTY:
                 return True
             gen, blen = b["gen"], block_len(idx, row["size"])
+            dfile, writes = b["dfile"], self._writes.get((ino, idx), 0)
             if not b["dfile"]:
                 self._run(lambda: self._stage(b, blen, self._local_read(b, 0, blen)))
                 return True
@@ -275,6 +279,8 @@ class Blocks(Loader):
                 and row2 is not None
                 and b2["state"] == DIRTY
                 and b2["gen"] == gen
+                and b2["dfile"] == dfile  # dfile numbers are never reused in a process
+                and self._writes.get((ino, idx), 0) == writes
                 and block_len(idx, row2["size"]) == blen
             ):
                 self._stage(b2, blen, None, digest)
@@ -298,6 +304,7 @@ class Blocks(Loader):
             self._drop_block(b)
             return
         key = (b["ino"], b["idx"])
+        self._writes.pop(key, None)
         if not b["dfile"]:
             assert data is not None
             digest = content_hash(data)

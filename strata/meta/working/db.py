@@ -33,10 +33,11 @@ means and which invariants hold).
               be stored), 2 STORED (in the store, local copy kept), 3 REMOTE (only in
               the store). Bytes: ``data`` (inline, blocks up to 64 KiB), else
               ``dirty/<dfile>`` (DIRTY) or ``staged/<hash>`` (SEALED/STORED).
-              ``size`` is the chunk's length for states 1-3. ``gen`` changes on
-              every write, so a seal computed outside the lock is only applied if
-              nothing wrote meanwhile. ``queued``: handed to this process's uploader
-              (so withdrawing it is this block's to do).
+              ``size`` is the chunk's length for states 1-3. ``gen`` changes each
+              time a block becomes DIRTY (in-place writes to a DIRTY block are
+              counted in memory, ``Core._writes``), so a seal computed outside the
+              lock is only applied if nothing wrote meanwhile. ``queued``: handed to
+              this process's uploader (so withdrawing it is this block's to do).
 ``links``     link_id → ino, so every entry of one hard-link group maps to one inode.
 
 Durability modes (the high-throughput seam): ``normal`` commits every operation's

@@ -135,6 +135,8 @@ class Loader(Core):
         ino = int(cur.lastrowid or 0)
         self._db.x("INSERT INTO dentries (parent, name, ino) VALUES (?, ?, ?)", (parent, raw, ino))
         if e.xattrs:
+            if any(k.startswith("security.") for k, _ in e.xattrs):
+                self._security_xattrs = True
             self._db.conn.executemany(
                 "INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)",
                 [(ino, encode_name(k), bytes(v)) for k, v in e.xattrs],

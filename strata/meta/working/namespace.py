@@ -22,6 +22,7 @@ from strata.meta.working.types import XATTR_CREATE, XATTR_REPLACE, Attr, DirEntr
 
 _XATTR_NAME_MAX = 255
 _XATTR_SIZE_MAX = 64 * 1024
+_SECURITY = "security."
 
 
 class Namespace(Data):
@@ -332,6 +333,11 @@ class Namespace(Data):
     # --- extended attributes -----------------------------------------------------------
 
     def getxattr(self, ino: int, name: str) -> bytes:
+        if name.startswith(_SECURITY) and not self._any_security_xattr():
+            # The kernel asks for security.capability before every write(2): answer
+            # without a query while no security.* attribute exists at all.
+            raise FsError(errno.ENODATA, f"no extended attribute {name!r}")
+
         def op() -> bytes:
             self._inode(ino)
             row = self._db.one(
@@ -342,6 +348,20 @@ class Namespace(Data):
             return bytes(row["value"])
 
         return self._run_ro(op)
+
+    def _any_security_xattr(self) -> bool:
+        """Whether a security.* xattr may exist (sticky once true; base entries not
+        materialised yet are covered by Loader._materialize setting it)."""
+        if self._security_xattrs is None:
+            with self._lock:
+                self._security_xattrs = (
+                    self._db.one(
+                        "SELECT 1 FROM xattrs WHERE substr(name, 1, ?) = ? LIMIT 1",
+                        (len(_SECURITY), _SECURITY.encode()),
+                    )
+                    is not None
+                )
+        return self._security_xattrs
 
     def listxattr(self, ino: int) -> list[str]:
         def op() -> list[str]:
@@ -358,6 +378,8 @@ class Namespace(Data):
         raw = _xname(name)
         if len(value) > _XATTR_SIZE_MAX:
             raise FsError(errno.E2BIG, f"extended attribute value of {len(value)} bytes")
+        if name.startswith(_SECURITY):
+            self._security_xattrs = True  # before it exists: getxattr never misses it
 
         def op() -> None:
             self._inode(ino)
