@@ -7,12 +7,14 @@ shows the mount, or raises with the daemon's own last error message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,7 +74,7 @@ def start(store_url: str, source: str, options: MountOptions) -> int:
             mountpoint,
             READY_TIMEOUT,
             alive=lambda: child.poll() is None,
-            served=lambda: _served_by(mountpoint, child.pid),
+            served=_ServedBy(mountpoint, child.pid),
         )
     except MountError:
         if child.poll() is None:
@@ -81,12 +83,33 @@ def start(store_url: str, source: str, options: MountOptions) -> int:
     return child.pid
 
 
-def _served_by(mountpoint: Path, pid: int) -> bool:
-    """The mount at ``mountpoint`` answers the control xattr as daemon ``pid``."""
-    try:
-        return mount_info(mountpoint).get("pid") == pid
-    except (ControlError, OSError, ValueError):
-        return False  # a dead mount (ENOTCONN), not Strata, or not answering yet
+class _ServedBy:
+    """Does the mount at ``mountpoint`` answer the control xattr as daemon ``pid``?
+
+    The question is a FUSE request, and a FUSE request blocks until the daemon
+    answers: asked from a thread (one at a time), so a daemon stuck before serving
+    cannot hang the caller past ``READY_TIMEOUT``.
+    """
+
+    def __init__(self, mountpoint: Path, pid: int) -> None:
+        self.mountpoint = mountpoint
+        self.pid = pid
+        self._answer = False
+        self._thread: threading.Thread | None = None
+
+    def __call__(self) -> bool:
+        if self._answer:
+            return True
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._ask, name="strata-probe", daemon=True)
+            self._thread.start()
+        self._thread.join(0.5)
+        return self._answer
+
+    def _ask(self) -> None:
+        # Failing means a dead mount (ENOTCONN), not Strata, or not answering yet.
+        with contextlib.suppress(ControlError, OSError, ValueError):
+            self._answer = mount_info(self.mountpoint).get("pid") == self.pid
 
 
 def stop(mountpoint: str | Path, timeout: float = 300.0) -> None:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -173,6 +175,7 @@ class Strata:
     store_url: str
     tmp: Path
     mounts: list[Mount] = field(default_factory=list)
+    public: list[Path] = field(default_factory=list)
     _n: int = 0
 
     @property
@@ -235,9 +238,20 @@ class Strata:
             with contextlib.suppress(ValueError, IndexError):
                 options = json.loads(argv[argv.index(b"--options") + 1])
                 path = Path(options["mount_path"])
-                if self.tmp in path.parents:
+                if self._ours(path):
                     found[int(entry.name)] = path
         return found
+
+    def _ours(self, path: Path) -> bool:
+        return any(root in path.parents for root in (self.tmp, *self.public))
+
+    def public_dir(self) -> Path:
+        """A world-traversable directory outside pytest's private (0700) tmp tree, for
+        mounts other users must reach; removed, and its mounts cleaned, at teardown."""
+        path = Path(tempfile.mkdtemp(prefix="strata-fs-test-"))
+        path.chmod(0o755)
+        self.public.append(path)
+        return path
 
     def log_text(self, lines: int = 150) -> str:
         parts = []
@@ -268,8 +282,10 @@ class Strata:
             wait_for(lambda pid=pid: not _alive(pid), 30, f"daemon {pid} to die")
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             target = Path(line.split()[4])
-            if self.tmp in target.parents and _fusermount(target, lazy=True):
+            if self._ours(target) and _fusermount(target, lazy=True):
                 problems.append(f"{target} was left mounted (unmounted)")
+        for path in self.public:
+            shutil.rmtree(path, ignore_errors=True)
         return problems
 
 

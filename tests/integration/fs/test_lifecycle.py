@@ -5,15 +5,18 @@ crashes (kill -9) and recovery, forks, finalize, mount options that change behav
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from strata.fs.mountpoint import is_dead_mount
+from strata.meta.seal import request_seal, wait_seal
 from strata.store import open_store
 from tests.integration.fs.conftest import CliError, Mount, Strata, is_fuse_mounted
 from tests.integration.fs.helpers import assert_same_tree, errno_of, snapshot, wait_for
@@ -349,3 +352,173 @@ def test_mount_of_missing_volume_or_version_fails_cleanly(strata: Strata) -> Non
         assert proc.returncode != 0
         assert "nosuchvolume" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert not is_fuse_mounted(target)
+
+
+def test_seal_request_through_the_store(strata: Strata, mounted: Mount) -> None:
+    """A live writer is committed from outside through the store (no xattrs, no
+    network path to the daemon): the way the operator and other machines ask."""
+    fill(mounted.path, "sealed")
+    expected = snapshot(mounted.path)
+    store = open_store(strata.store_url)
+    req = request_seal(store, "vol", "sealed from outside", "test")
+    ref = wait_seal(store, req, timeout=60)
+    assert REF.match(ref) and ref.startswith("vol@"), ref
+    assert_same_tree(expected, strata.mount(ref).path)
+    assert "sealed from outside" in strata.cli("volume", "log", "vol").stdout
+
+
+def test_commit_while_files_are_open(strata: Strata, mounted: Mount) -> None:
+    """Handles opened before a commit keep working after it, and the next commit has
+    everything; a commit never waits for (or breaks) a writer."""
+    p = mounted.path
+    w = open(p / "growing.log", "wb")  # noqa: SIM115 - kept open across commits
+    r = open(p / "growing.log", "rb")  # noqa: SIM115
+    try:
+        w.write(b"a" * (5 * MiB))
+        w.flush()
+        first = mounted.commit("one")
+        w.write(b"b" * (5 * MiB))
+        w.flush()
+        assert r.read() == b"a" * (5 * MiB) + b"b" * (5 * MiB)
+        second = mounted.commit("two")
+        w.seek(MiB)
+        w.write(b"c" * 10)
+        w.flush()
+    finally:
+        w.close()
+        r.close()
+    assert (strata.mount(first).path / "growing.log").read_bytes() == b"a" * (5 * MiB)
+    data = (strata.mount(second).path / "growing.log").read_bytes()
+    assert data == b"a" * (5 * MiB) + b"b" * (5 * MiB)
+    final = bytearray(data)
+    final[MiB : MiB + 10] = b"c" * 10
+    assert (p / "growing.log").read_bytes() == bytes(final)
+
+
+def test_commit_during_concurrent_writes(strata: Strata, mounted: Mount) -> None:
+    """Commits racing a busy writer: every committed file is one the writer wrote whole
+    or is absent (files are written to a temp name and renamed into place)."""
+    p = mounted.path
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                body = (f"{i}:".encode() * 40000)[: 100000 + i]
+                (p / "tmp").write_bytes(body)
+                os.replace(p / "tmp", p / f"f{i % 20}")
+                i += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    refs = []
+    try:
+        wait_for(lambda: (p / "f5").exists(), 30, "the writer to get going")
+        for n in range(3):
+            refs.append(mounted.commit(f"racing {n}"))
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not errors, errors
+    for ref in refs:
+        ro = strata.mount(ref)
+        for f in ro.path.iterdir():
+            if f.name == "tmp":
+                continue  # caught between write and rename: any prefix is fine
+            body = f.read_bytes()
+            i = int(body.split(b":", 1)[0])
+            assert body == (f"{i}:".encode() * 40000)[: 100000 + i], f"{ref}: {f.name}"
+        ro.umount()
+
+
+def test_umount_of_a_busy_mount_fails_cleanly(strata: Strata, mounted: Mount) -> None:
+    (mounted.path / "f").write_text("x")
+    with open(mounted.path / "f") as held:
+        proc = strata.cli("umount", str(mounted.path), check=False)
+        assert proc.returncode != 0, proc.stdout
+        assert "busy" in proc.stderr.lower() and "Traceback" not in proc.stderr, proc.stderr
+        mounted.assert_alive()
+        assert held.read() == "x"
+    mounted.umount()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+def test_permission_bits_are_enforced_for_other_users(strata: Strata, mounted: Mount) -> None:
+    """Mounted as root with allow_other + default_permissions: a pod's non-root user
+    can use the mount, and the kernel enforces modes and ownership for it."""
+    mounted.umount()  # pytest's tmp tree is private (0700): mount where others can reach
+    m = strata.mount("vol", strata.public_dir() / "mnt")
+    p = m.path
+    os.chmod(p, 0o755)
+    (p / "public.txt").write_text("public")
+    (p / "secret.txt").write_text("secret")
+    os.chmod(p / "secret.txt", 0o600)
+    (p / "shared").mkdir(mode=0o777)
+    os.chmod(p / "shared", 0o777)
+    (p / "mine").mkdir()
+    os.chown(p / "mine", 65534, 65534)
+
+    script = (
+        "import errno, json, os, sys\n"
+        "p = sys.argv[1]\n"
+        "def e(f):\n"
+        "    try:\n"
+        "        f()\n"
+        "        return 0\n"
+        "    except OSError as x:\n"
+        "        return x.errno\n"
+        "out = {\n"
+        "  'read-public': e(lambda: open(p + '/public.txt').read()),\n"
+        "  'read-secret': e(lambda: open(p + '/secret.txt').read()),\n"
+        "  'write-public': e(lambda: open(p + '/public.txt', 'a').write('x')),\n"
+        "  'create-root': e(lambda: open(p + '/new.txt', 'w').close()),\n"
+        "  'create-shared': e(lambda: open(p + '/shared/new.txt', 'w').close()),\n"
+        "  'create-own': e(lambda: open(p + '/mine/new.txt', 'w').close()),\n"
+        "  'chmod-other': e(lambda: os.chmod(p + '/public.txt', 0o777)),\n"
+        "}\n"
+        "print(json.dumps(out))\n"
+    )
+    python = "/usr/bin/python3"  # the test's venv may not be readable by other users
+    if not os.access(python, os.X_OK):
+        pytest.skip("no system python3 to run as another user")
+    proc = subprocess.run(
+        [python, "-c", script, str(p)],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got == {
+        "read-public": 0,
+        "read-secret": errno.EACCES,
+        "write-public": errno.EACCES,
+        "create-root": errno.EACCES,
+        "create-shared": 0,
+        "create-own": 0,
+        "chmod-other": errno.EPERM,
+    }
+    st = os.stat(p / "mine" / "new.txt")
+    assert (st.st_uid, st.st_gid) == (65534, 65534)  # created with the caller's ids
+
+
+def test_reads_through_a_small_chunk_cache(strata: Strata, mounted: Mount) -> None:
+    """A read-only mount whose chunk cache (--cache-size) is smaller than the file
+    evicts and re-fetches blocks from the store, and still reads the right bytes."""
+    body = os.urandom(6 * MiB) * 3  # 18 MiB: five blocks, some sharing content
+    (mounted.path / "big").write_bytes(body)
+    ref = mounted.commit("big file")
+    ro = strata.mount(ref, None, "--cache-size", "5Mi", "--cache-dir", str(strata.tmp / "c2"))
+    for _ in range(2):
+        assert (ro.path / "big").read_bytes() == body
+    with open(ro.path / "big", "rb") as f:
+        for off in (17 * MiB, 3, 9 * MiB - 1, 4 * MiB - 2):
+            f.seek(off)
+            assert f.read(1000) == body[off : off + 1000]
