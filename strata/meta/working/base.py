@@ -281,11 +281,17 @@ class Core:
     # --- stats -------------------------------------------------------------------------
 
     def _stat_add(self, **deltas: int) -> None:
-        for key, delta in deltas.items():
-            if delta:
-                self._db.x(
-                    "UPDATE meta SET value = value + ? WHERE key = ?", (delta, f"stat_{key}")
-                )
+        changed = [(f"stat_{key}", delta) for key, delta in deltas.items() if delta]
+        if len(changed) == 1:
+            key, delta = changed[0]
+            self._db.x("UPDATE meta SET value = value + ? WHERE key = ?", (delta, key))
+        elif changed:  # one statement for all counters
+            cases = " ".join("WHEN ? THEN ?" for _ in changed)
+            marks = ", ".join("?" for _ in changed)
+            self._db.x(
+                f"UPDATE meta SET value = value + CASE key {cases} END WHERE key IN ({marks})",
+                (*(x for pair in changed for x in pair), *(k for k, _ in changed)),
+            )
 
     def _size_stats(self, old: int, new: int) -> None:
         self._stat_add(bytes=new - old, chunks=nblocks(new) - nblocks(old))

@@ -15,7 +15,7 @@ import secrets
 import sqlite3
 
 from strata.meta.entry import Kind
-from strata.meta.working.base import ROOT, check_name
+from strata.meta.working.base import ROOT, check_name, nblocks
 from strata.meta.working.data import Data
 from strata.meta.working.db import decode_name, encode_name
 from strata.meta.working.types import XATTR_CREATE, XATTR_REPLACE, Attr, DirEntry, FsError
@@ -159,11 +159,12 @@ class Namespace(Data):
             ino = self._child(prow, raw)
             if ino is None:
                 raise FsError(errno.ENOENT, f"{name!r} not found in directory {parent}")
-            if self._inode(ino)["kind"] == Kind.DIR.value:
+            row = self._inode(ino)
+            if row["kind"] == Kind.DIR.value:
                 raise FsError(errno.EISDIR, f"{name!r} is a directory")
             now = self._now()
             self._remove_dentry(parent, raw, now)
-            self._drop_link(ino, now)
+            self._drop_link(ino, now, row)
 
         self._run(op)
 
@@ -194,27 +195,34 @@ class Namespace(Data):
         self._db.x("DELETE FROM inodes WHERE ino = ?", (ino,))
         self._stat_add(dirs=-1)
 
-    def _drop_link(self, ino: int, now: int) -> None:
-        """One name of file ``ino`` is gone: count down, free it when nothing holds it."""
-        row = self._inode(ino)
+    def _drop_link(self, ino: int, now: int, row: sqlite3.Row | None = None) -> None:
+        """One name of file ``ino`` is gone: count down, free it when nothing holds it.
+
+        ``row``: the inode's row if the caller has it (read in this operation).
+        """
+        if row is None:
+            row = self._inode(ino)
         nlink = row["nlink"] - 1
-        self._set(ino, nlink=nlink, ctime_ns=now)
+        if nlink > 0 or self._open_handles.get(ino):
+            self._set(ino, nlink=nlink, ctime_ns=now)
         if nlink > 0:
             self._touch_inode(ino)
         elif not self._open_handles.get(ino):
-            self._free_file(ino)
+            self._free_file(ino, row)
 
-    def _free_file(self, ino: int) -> None:
+    def _free_file(self, ino: int, row: sqlite3.Row | None = None) -> None:
         """Forget a file with no names and no open handles; withdraw its uploads."""
-        row = self._db.one("SELECT * FROM inodes WHERE ino = ?", (ino,))
+        if row is None:
+            row = self._db.one("SELECT * FROM inodes WHERE ino = ?", (ino,))
         if row is None:
             return
         if row["kind"] == Kind.FILE.value:
             self._free_data(ino)
-            self._size_stats(row["size"], 0)
-            self._stat_add(files=-1)
+            size = row["size"]
+            self._stat_add(bytes=-size, chunks=-nblocks(size), files=-1)
         self._db.x("DELETE FROM xattrs WHERE ino = ?", (ino,))
-        self._db.x("DELETE FROM links WHERE ino = ?", (ino,))
+        if row["link_id"]:  # only a hard-link group has a links row (no index on ino)
+            self._db.x("DELETE FROM links WHERE link_id = ? AND ino = ?", (row["link_id"], ino))
         self._db.x("DELETE FROM inodes WHERE ino = ?", (ino,))
         self._touched_files.discard(ino)
 
