@@ -143,6 +143,31 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
+def apiserver_requests(cluster: KubeCluster) -> dict[str, float]:
+    """kube-apiserver's request counts as ``{"VERB resource": count}`` (all clients).
+
+    Read with ``kubectl get --raw /metrics`` (the admin kubeconfig is allowed to), so the
+    requests the operator makes per object can be counted without instrumenting it: the
+    difference between two reads minus the benchmark's own requests.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if sample.name != "apiserver_request_total":
+                continue
+            resource = sample.labels.get("resource") or sample.labels.get("component", "")
+            if sample.labels.get("subresource"):
+                resource += "/" + sample.labels["subresource"]
+            key = f"{sample.labels.get('verb')} {resource}"
+            out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
 def metric_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Counters that moved between two scrapes (gauges as their new value)."""
     delta: dict[str, float] = {}
@@ -173,6 +198,9 @@ class Phase:
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     rss_peak_bytes: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    #: kube-apiserver requests during the phase by "VERB resource", every client included
+    #: (the benchmark's own: one create/patch per object plus one LIST per poll).
+    apiserver_requests: dict[str, float] = field(default_factory=dict)
     note: str = ""
     wait_seconds: float = 0.0  # a deliberate wait inside done_seconds (the expiry TTL)
 
@@ -529,6 +557,22 @@ def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
+def operator_writes_per_object(phase: dict[str, Any]) -> float | None:
+    """API writes (POST/PUT/PATCH/DELETE) per object, less the benchmark's own one.
+
+    Writes, not reads, because the benchmark's polling LISTs are reads and each write
+    is a round trip the operator waits for: the count is the cost model of a reconcile.
+    """
+    if not phase["objects"]:
+        return None
+    writes = sum(
+        v
+        for k, v in phase["apiserver_requests"].items()
+        if k.split(" ", 1)[0] in ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE")
+    )
+    return (writes - phase["objects"]) / phase["objects"]
+
+
 def print_report(console: Console, result: dict[str, Any]) -> None:
     table = Table(title="Operator load", title_justify="left")
     for column in (
@@ -542,6 +586,7 @@ def print_report(console: Console, result: dict[str, Any]) -> None:
         "p95",
         "CPU s op/api/etcd",
         "RSS peak",
+        "op. writes/obj",
         "errors",
     ):
         table.add_column(column, justify="left" if column == "phase" else "right")
@@ -559,6 +604,7 @@ def print_report(console: Console, result: dict[str, Any]) -> None:
             fmt(phase["latency_p95"], " s"),
             "/".join(fmt(cpu.get(k), digits=0) for k in ("operator", "apiserver", "etcd")),
             mib(phase["rss_peak_bytes"]),
+            fmt(operator_writes_per_object(phase)),
             f"{phase['request_errors']}+{errors:.0f}",
         )
     console.print(table)
@@ -592,6 +638,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--timeout", type=float, default=900.0, help="seconds per phase before giving up (900)"
     )
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between LISTs (0.5)")
+    parser.add_argument(
+        "--settle", type=float, default=15.0, help="idle seconds before the final RSS (15)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     args.stagings = args.stagings if args.stagings is not None else (100 if args.quick else 1000)
@@ -630,6 +679,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             plan.append(lambda: load.create_volumes(args.volumes))
         metrics_before = scrape(metrics_url)
         first_metrics = metrics_before
+        requests_before = apiserver_requests(cluster)
         for step in plan:
             cpu_before = {k: cpu_seconds(p) or 0.0 for k, p in pids.items()}
             t0 = time.monotonic()
@@ -643,11 +693,20 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 k: round((cpu_seconds(p) or 0.0) - cpu_before[k], 2) for k, p in pids.items()
             }
             phase.rss_peak_bytes = sampler.peak(since=t0)
+            requests_after = apiserver_requests(cluster)
+            phase.apiserver_requests = {
+                k: v - requests_before.get(k, 0.0)
+                for k, v in sorted(requests_after.items())
+                if v != requests_before.get(k, 0.0)
+            }
+            requests_before = requests_after
             metrics_after = scrape(metrics_url)
             phase.metrics = metric_delta(metrics_before, metrics_after)
             metrics_before = metrics_after
             phases.append(phase)
-        time.sleep(1)
+        # Idle a while after the last phase: whether the RSS comes back down (caches
+        # freed) or stays (kept per object, or a leak) is part of the memory story.
+        time.sleep(args.settle)
         return {
             "benchmark": "operator-load",
             "args": {
@@ -657,6 +716,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 "ttl_seconds": args.ttl,
                 "sweep_interval": args.sweep_interval,
                 "poll_interval": args.poll,
+                "settle_seconds": args.settle,
                 "quick": args.quick,
             },
             "phases": [p.as_json() for p in phases],
