@@ -534,16 +534,22 @@ def start_operator(
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the ``finally`` blocks stop every process."""
+    """SIGTERM unwinds like Ctrl-C, so the ``finally`` blocks stop every process.
+
+    SIGINT gets Python's handler back too: a shell starts background jobs with SIGINT
+    ignored, and an ignored SIGINT would leave the cluster running after ``kill -INT``.
+    """
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 # --- report --------------------------------------------------------------------------------
