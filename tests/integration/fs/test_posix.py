@@ -564,3 +564,49 @@ def test_posix_acl_xattrs_refused_so_copies_keep_their_modes(
     assert errno_of(lambda: os.setxattr(f, "system.posix_acl_access", acl)) == errno.EOPNOTSUPP
     assert errno_of(lambda: os.getxattr(f, "system.posix_acl_access")) == errno.EOPNOTSUPP
     assert os.listxattr(f) == []
+
+
+def test_o_direct_fallocate_and_long_symlink_targets(strata: Strata, mounted: Mount) -> None:
+    p = mounted.path
+    # posix_fallocate: FUSE (libfuse 2) has no fallocate; glibc falls back to writes.
+    fd = os.open(p / "falloc", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, 3 * MiB)
+        assert os.fstat(fd).st_size == 3 * MiB
+    finally:
+        os.close(fd)
+    assert (p / "falloc").read_bytes() == bytes(3 * MiB)
+    # O_DIRECT needs aligned buffers: an anonymous mmap is page-aligned.
+    with mmap.mmap(-1, 2 * 4096) as buf:
+        buf.write(b"D" * (2 * 4096))
+        fd = os.open(p / "direct", os.O_CREAT | os.O_RDWR | os.O_DIRECT, 0o644)
+        try:
+            assert os.write(fd, buf) == 2 * 4096
+        finally:
+            os.close(fd)
+    assert (p / "direct").read_bytes() == b"D" * (2 * 4096)
+    # Symlink targets up to PATH_MAX - 1.
+    os.symlink("t" * 4095, p / "longest")
+    assert os.readlink(p / "longest") == "t" * 4095
+    assert errno_of(lambda: os.symlink("t" * 4096, p / "toolong")) == errno.ENAMETOOLONG
+    ro = remount_committed(strata, mounted)
+    assert os.readlink(ro.path / "longest") == "t" * 4095
+    assert (ro.path / "direct").read_bytes() == b"D" * (2 * 4096)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: the mount root's mode, owner, times and xattrs are kept only in the "
+    "local overlay, never in a version (the root has no Entry; VersionView hard-codes "
+    "0755 root:root, a fresh working state uses 0755 and the daemon's uid), so e.g. "
+    "`chown 1000 /workspace` is lost on read-only mounts, forks and any other machine",
+)
+def test_root_directory_attributes_are_versioned(strata: Strata, mounted: Mount) -> None:
+    p = mounted.path
+    os.chown(p, 1000, 1000)
+    os.chmod(p, 0o770)
+    os.setxattr(p, "user.purpose", b"workspace")
+    ro = remount_committed(strata, mounted)
+    st = os.stat(ro.path)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o770, 1000, 1000)
+    assert os.getxattr(ro.path, "user.purpose") == b"workspace"
