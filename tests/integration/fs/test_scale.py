@@ -79,6 +79,7 @@ def test_10k_files_in_one_directory(strata: Strata, mounted: Mount) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~100k creates through FUSE: minutes on a loaded 2-core box
 def test_100k_files_in_one_directory(local_strata: Strata) -> None:
     m = local_strata.mount(local_strata.create("vol"))
     timings = _many_files(local_strata, m, 100_000)
