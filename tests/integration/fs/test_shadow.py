@@ -5,8 +5,8 @@ chmod, setxattr/removexattr, commit) is generated from the shadow directory's cu
 tree, so names collide often (rename over existing entries, EEXIST, ENOTEMPTY, …). It
 is applied to both trees and must have the same outcome: the same result, or the same
 errno. The full trees are compared every few operations, after every commit, at the
-end, after a writable remount in the middle of the sequence, and finally on a read-only
-mount of the committed version.
+end, after a writable remount and after a kill -9 and recovery in the middle of the
+sequence, and finally on a read-only mount of the committed version.
 
 Seeded, so a failure replays exactly: the failure message lists the operations. Run a
 longer soak with ``STRATA_SHADOW_OPS=3000 STRATA_SHADOW_SEEDS=1,2,3,4,5``.
@@ -18,6 +18,7 @@ import errno
 import os
 import random
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 
 from strata.fs.control import commit_mount
 from tests.integration.fs.conftest import Strata
-from tests.integration.fs.helpers import diff_snapshots, snapshot
+from tests.integration.fs.helpers import Snapshot, diff_snapshots, snapshot
 
 BLOCK = 4 << 20
 NAMES = ["a", "b", "c", "dd", "e"]
@@ -258,18 +259,33 @@ def _compare(shadow: Path, mount: Path, log: list[str], when: str) -> None:
         )
 
 
+#: kernel caches as users get them, and none at all: without caches every lookup and
+#: stat is answered by the daemon, so its answers are checked, not the kernel's copies
+CACHES = {
+    "cached": (),
+    "uncached": ("--attr-cache", "0", "--entry-cache", "0", "--dir-entry-cache", "0"),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_ops_match_shadow_directory(strata: Strata, seed: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("caches", list(CACHES))
+def test_random_ops_match_shadow_directory(
+    strata: Strata, seed: int, caches: str, tmp_path: Path
+) -> None:
+    flags = CACHES[caches]
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     os.chmod(shadow, 0o755)
     volume = strata.create("shadow")
-    m = strata.mount(volume)
+    m = strata.mount(volume, None, *flags)
     os.chmod(m.path, 0o755)
     gen = Generator(seed, shadow)
     log: list[str] = []
-    remount_at = N_OPS // 2
+    # Restarts of the daemon in the middle: a clean unmount, then a crash. Every op
+    # above returned before the kill, and a process crash (unlike a power cut) loses
+    # nothing the kernel already has: the recovered tree must equal the shadow exactly.
+    restarts = {N_OPS // 3: "umount", 2 * N_OPS // 3: "kill -9"}
 
     for i in range(N_OPS):
         op = gen.next()
@@ -288,13 +304,17 @@ def test_random_ops_match_shadow_directory(strata: Strata, seed: int, tmp_path: 
             )
         if i % CHECK_EVERY == CHECK_EVERY - 1:
             _compare(shadow, m.path, log, f"after op {i}")
-        if i == remount_at:
-            # Unmount and mount the head again: the uncommitted overlay is reloaded
+        if i in restarts:
+            # Mount the head again: the uncommitted overlay is reloaded (or recovered)
             # from the cache dir, over a base that has some commits in it.
-            m.umount()
-            m = strata.mount(volume, m.path)
-            log.append(f"{i}: remounted writable")
-            _compare(shadow, m.path, log, f"after the writable remount at op {i}")
+            how = restarts[i]
+            if how == "umount":
+                m.umount()
+            else:
+                m.kill9()
+            m = strata.mount(volume, m.path, *flags)
+            log.append(f"{i}: remounted writable after {how}")
+            _compare(shadow, m.path, log, f"after the writable remount ({how}) at op {i}")
 
     _compare(shadow, m.path, log, "at the end")
     ref = m.commit("final")
@@ -302,7 +322,7 @@ def test_random_ops_match_shadow_directory(strata: Strata, seed: int, tmp_path: 
     _compare(shadow, ro.path, log, f"on the read-only mount of {ref}")
     ro.umount()
     m.umount()
-    rw = strata.mount(volume)
+    rw = strata.mount(volume, None, *flags)
     _compare(shadow, rw.path, log, "on a writable mount of the committed head")
 
 
@@ -326,3 +346,90 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
             ops.append(str(op))
         runs.append(ops)
     assert runs[0] == runs[1]
+
+
+#: errors racing threads may legitimately get; anything else (EIO above all) is a bug
+_RACE_ERRNOS = {
+    errno.ENOENT,
+    errno.EEXIST,
+    errno.ENOTEMPTY,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EINVAL,
+    errno.EPERM,
+}
+
+
+def _link_count_problems(snap: Snapshot) -> list[str]:
+    """Every name of a file is inside the tree, so nlink must equal its group size."""
+    grouped = {path: len(group) for group in snap.links for path in group}
+    return [
+        f"{path}: nlink {node.nlink} but {grouped.get(path, 1)} name(s)"
+        for path, node in snap.nodes.items()
+        if node.kind == "f" and node.nlink != grouped.get(path, 1)
+    ]
+
+
+@pytest.mark.slow
+def test_parallel_namespace_churn(strata: Strata) -> None:
+    """Threads racing over a few shared names (the daemon serves with 8 workers): no
+    unexpected errno, link counts that add up, and the same tree after commit on a
+    read-only mount and after a writable remount."""
+    volume = strata.create("churn")
+    m = strata.mount(volume)
+    dirs = ["", "d0", "d1", "d0/e"]
+    unexpected: list[str] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+
+        def path() -> Path:
+            return m.path / rng.choice(dirs) / rng.choice(NAMES)
+
+        for _ in range(300):
+            kind = rng.choice(
+                ["write", "write", "rename", "unlink", "mkdir", "rmdir", "link", "trunc", "read"]
+            )
+            try:
+                if kind == "write":
+                    op_write(
+                        m.path,
+                        str(path().relative_to(m.path)),
+                        rng.randrange(0, 1 << 20),
+                        rng.randbytes(rng.choice([10, 5000, 70000])),
+                    )
+                elif kind == "rename":
+                    os.rename(path(), path())
+                elif kind == "unlink":
+                    os.unlink(path())
+                elif kind == "mkdir":
+                    os.mkdir(m.path / rng.choice(["d0", "d1", "d0/e"]))
+                elif kind == "rmdir":
+                    os.rmdir(m.path / rng.choice(["d0", "d1", "d0/e"]))
+                elif kind == "link":
+                    os.link(path(), path())
+                elif kind == "trunc":
+                    os.truncate(path(), rng.randrange(0, 1 << 20))
+                else:
+                    with open(path(), "rb") as f:
+                        f.read()
+            except OSError as exc:
+                if exc.errno not in _RACE_ERRNOS:
+                    unexpected.append(f"{kind}: {exc!r}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not unexpected, unexpected[:20]
+
+    live = snapshot(m.path)
+    assert not _link_count_problems(live), _link_count_problems(live)
+    assert not diff_snapshots(live, snapshot(m.path))  # stable when nothing changes
+    ref = m.commit("after the churn")
+    assert not diff_snapshots(live, snapshot(strata.mount(ref).path)), ref
+    m.umount()
+    again = strata.mount(volume)
+    problems = diff_snapshots(live, snapshot(again.path))
+    assert not problems, problems
