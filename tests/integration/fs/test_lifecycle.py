@@ -161,6 +161,12 @@ def test_dead_mount_point_is_cleaned_by_the_next_mount(strata: Strata, mounted: 
     ro = strata.mount(ref, again.path)
     assert not is_dead_mount(ro.path)
     os.listdir(ro.path)
+    # `strata umount` of a dead mount cleans it too.
+    ro.kill9()
+    wait_for(lambda: is_dead_mount(ro.path), 10, "the mount to be dead (ENOTCONN)")
+    strata.cli("umount", str(ro.path))
+    assert not is_fuse_mounted(ro.path)
+    assert os.listdir(ro.path) == []
 
 
 @pytest.mark.allow_daemon_errors
@@ -522,3 +528,30 @@ def test_reads_through_a_small_chunk_cache(strata: Strata, mounted: Mount) -> No
         for off in (17 * MiB, 3, 9 * MiB - 1, 4 * MiB - 2):
             f.seek(off)
             assert f.read(1000) == body[off : off + 1000]
+
+
+@pytest.mark.allow_daemon_errors
+def test_missing_or_corrupt_chunks_read_as_eio(strata: Strata, mounted: Mount) -> None:
+    """Damage in the store is EIO for the damaged file only, never wrong bytes, and
+    the mount stays up (a read error must not escape a handler and end the mount)."""
+    store = open_store(strata.store_url)
+    (mounted.path / "healthy").write_text("fine")
+    mounted.commit("healthy")
+    before = {o.key for o in store.list("chunks/")}
+    (mounted.path / "corrupt").write_bytes(os.urandom(5 * MiB))
+    (mounted.path / "missing").write_bytes(os.urandom(5 * MiB))
+    ref = mounted.commit("to be damaged")
+    new = sorted({o.key for o in store.list("chunks/")} - before)
+    assert len(new) >= 4, new  # two blocks per file, none shared
+    for key in new:  # the same key, other bytes: the content hash no longer matches
+        store.put(key, b"not the chunk you are looking for")
+    # A fresh chunk cache, so every block comes from the store.
+    ro = strata.mount(ref, None, "--cache-dir", str(strata.tmp / "ro-cache"))
+    assert errno_of(lambda: (ro.path / "corrupt").read_bytes()) == errno.EIO
+    for key in new:
+        store.delete(key)
+    assert errno_of(lambda: (ro.path / "missing").read_bytes()) == errno.EIO
+    assert (ro.path / "healthy").read_text() == "fine"
+    ro.assert_alive()
+    bad = strata.bad_log_lines()
+    assert not any("unexpected error" in line for line in bad), bad
