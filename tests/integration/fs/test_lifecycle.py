@@ -170,8 +170,12 @@ def test_dead_mount_point_is_cleaned_by_the_next_mount(strata: Strata, mounted: 
 
 
 @pytest.mark.allow_daemon_errors
-def test_kill9_after_fsync_keeps_fsynced_data(strata: Strata, mounted: Mount) -> None:
-    """Invariant 6: what a program fsync'ed survives kill -9 of the daemon."""
+@pytest.mark.parametrize("kind", ["normal", "high-throughput"])
+def test_kill9_after_fsync_keeps_fsynced_data(strata: Strata, kind: str) -> None:
+    """Invariant 6: what a program fsync'ed survives kill -9 of the daemon (also on a
+    high-throughput volume, whose metadata transactions are batched)."""
+    strata.cli("volume", "create", "vol", *(["--high-throughput"] if kind != "normal" else []))
+    mounted = strata.mount("vol")
     p = mounted.path
     fill(p, "committed")
     committed = snapshot(p)
