@@ -15,6 +15,11 @@ check ends every test); then ``fusermount -u``, ``fusermount -uz`` if busy, wait
 daemon to exit, SIGKILL it if it does not. A daemon log that records an unexpected
 handler exception fails the test too. When a test fails, the daemon logs of that test
 are attached to the report.
+
+Run: ``.venv/bin/pytest tests/integration/fs`` (root, /dev/fuse; the ``s3`` half needs the
+versitygw tool the harness builds). ``-m "fuse and not slow"`` for the quick part,
+``-k local`` for the local store only; the randomized test's soak knobs are in
+``test_shadow.py``.
 """
 
 from __future__ import annotations
@@ -290,6 +295,8 @@ class Strata:
 
 
 def _strata(request: pytest.FixtureRequest, store_url: str, tmp: Path) -> Iterator[Strata]:
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("needs /dev/fuse")
     env = Strata(store_url, tmp)
     env.log_dir.mkdir(parents=True, exist_ok=True)
     request.node._strata_env = env  # type: ignore[attr-defined]
