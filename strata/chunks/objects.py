@@ -147,23 +147,32 @@ class ContentStore:
 
     # --- writes ----------------------------------------------------------------------
 
-    def put_chunk(self, data: bytes | bytearray | memoryview, *, expected: str = "") -> str:
+    def put_chunk(
+        self, data: bytes | bytearray | memoryview, *, expected: str = "", verify: bool = True
+    ) -> str:
         """Store a file block (at most CHUNK_SIZE bytes); return its digest.
 
         ``expected``, when given, is the digest the caller computed earlier (e.g. when
         the block was staged); a mismatch means the staged data changed underneath and
         raises StaleData rather than storing a block nobody references.
+        ``verify=False`` (with ``expected``) trusts it without hashing again: for
+        immutable bytes the caller hashed itself; a wrong digest would be stored under
+        the wrong key, which every reader rejects as corrupt.
         """
         if len(data) > CHUNK_SIZE:
             raise ValueError(f"chunk of {len(data)} bytes exceeds CHUNK_SIZE ({CHUNK_SIZE})")
-        return self._put(_CHUNK, data, expected)
+        if not verify and not expected:
+            raise ValueError("put_chunk(verify=False) needs the expected digest")
+        return self._put(_CHUNK, data, expected, verify)
 
     def put_tree(self, data: bytes | bytearray | memoryview) -> str:
         """Store a tree object (a directory or block-list page); return its digest."""
-        return self._put(_TREE, data, "")
+        return self._put(_TREE, data, "", True)
 
-    def _put(self, kind: str, data: bytes | bytearray | memoryview, expected: str) -> str:
-        digest = content_hash(data)
+    def _put(
+        self, kind: str, data: bytes | bytearray | memoryview, expected: str, verify: bool
+    ) -> str:
+        digest = content_hash(data) if verify else expected
         key = _KEY_OF[kind](digest)
         if expected and digest != expected:
             raise StaleData(expected, digest)

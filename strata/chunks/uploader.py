@@ -249,7 +249,9 @@ class Uploader:
         for source in item.sources:
             try:
                 data = Path(source).read_bytes() if _is_path(source) else source
-                self.content.put_chunk(data, expected=item.digest)
+                # Bytes handed over in memory were hashed by whoever sealed them and
+                # cannot change; a staged file can, so its bytes are checked.
+                self.content.put_chunk(data, expected=item.digest, verify=_is_path(source))
             except (OSError, StaleData) as exc:
                 first_error = first_error or exc
                 continue

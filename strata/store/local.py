@@ -22,12 +22,14 @@ How each guarantee of :class:`~strata.store.base.Store` is kept on a POSIX files
   with millions of chunks does not grow millions of lock files. ``flock`` excludes
   across processes on one host and across threads (each call opens its own file
   description); it is not a cluster lock, and local stores are single-host.
-* **Etags** are the MD5 of the content, as S3 reports for single-part uploads and
-  as :class:`~strata.store.memory.MemoryStore` does. ``put`` caches the etag in the
-  ``user.strata.etag`` xattr of the file (set before the rename, so the two are never
-  out of step) so ``head`` and ``list`` need not re-read large objects; where xattrs
-  are unsupported it is computed from the content. The compare of ``if_match`` always
-  hashes the content itself.
+* **Etags** are an opaque digest of the content: the first 128 bits of its blake3
+  hash (8-15x cheaper than MD5, which S3 uses; etags are compared, never interpreted,
+  and a 4 MiB chunk costs ~1 ms instead of ~9). ``put`` caches the etag in the
+  ``user.strata.etag.b3`` xattr of the file (set before the rename, so the two are
+  never out of step) so ``head`` and ``list`` need not re-read large objects; where
+  xattrs are unsupported, or on objects an older Strata wrote (MD5 under another
+  name), it is computed from the content. The compare of ``if_match`` always hashes
+  the content itself. ``get`` computes no etag at all; ``get_with_etag`` does.
 
 One difference from a bucket is inherent to directories: ``a`` and ``a/b`` cannot
 both exist. Strata's key layout (``strata.chunks.layout``) never needs both; a put that
@@ -46,6 +48,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
+
 from strata.errors import ObjectNotFound, PreconditionFailed, StoreError
 from strata.store.base import ObjectInfo, Store
 
@@ -54,7 +58,7 @@ RESERVED_PREFIX = ".strata-"
 _TMP_PREFIX = RESERVED_PREFIX + "tmp-"
 _LOCK_DIR = RESERVED_PREFIX + "locks"
 _LOCK_STRIPES = 256
-_ETAG_XATTR = "user.strata.etag"
+_ETAG_XATTR = "user.strata.etag.b3"
 _READ_BLOCK = 1 << 20
 
 
@@ -86,11 +90,16 @@ def validate_key(key: str) -> str:
     return key
 
 
-def _md5_file(fd: int) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
+def _etag(data: bytes | bytearray | memoryview) -> str:
+    """The etag of ``data``: 128 bits of blake3 as hex (see the module docstring)."""
+    return blake3.blake3(data).hexdigest(length=16)
+
+
+def _etag_file(fd: int) -> str:
+    digest = blake3.blake3()
     while block := os.read(fd, _READ_BLOCK):
         digest.update(block)
-    return digest.hexdigest()
+    return digest.hexdigest(length=16)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -121,17 +130,17 @@ class LocalStore(Store):
     # --- reading ---------------------------------------------------------------
 
     def get(self, key: str) -> bytes:
-        return self.get_with_etag(key)[0]
-
-    def get_with_etag(self, key: str) -> tuple[bytes, str]:
         path = self._path(key)
         try:
-            data = path.read_bytes()
+            return path.read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(key, self.url) from None
         except OSError as exc:
             raise self._error("get", key, exc) from exc
-        return data, hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        data = self.get(key)
+        return data, _etag(data)
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -210,7 +219,7 @@ class LocalStore(Store):
             try:
                 etag = os.getxattr(fd, _ETAG_XATTR).decode("ascii")
             except OSError:
-                etag = _md5_file(fd)
+                etag = _etag_file(fd)
         finally:
             os.close(fd)
         return ObjectInfo(key, st.st_size, st.st_mtime, etag)
@@ -223,7 +232,7 @@ class LocalStore(Store):
         if if_absent and if_match is not None:
             raise ValueError("put: pass at most one of if_absent and if_match")
         path = self._path(key)
-        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        etag = _etag(data)
         try:
             tmp = self._write_temp(key, path, data, etag)
             try:
@@ -311,7 +320,7 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             raise PreconditionFailed(key, "object does not exist") from None
         try:
-            current = _md5_file(fd)
+            current = _etag_file(fd)
         finally:
             os.close(fd)
         if current != expected:

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 INLINE_MAX = 64 * 1024
 #: inline blocks are queued for upload at seal time while fewer uploads are pending
 _QUEUE_LIMIT = 4096
+#: big sealed blocks are handed to the uploader as bytes while fewer uploads are pending
+_BYTES_QUEUE_LIMIT = 8
 _SEAL_ROUNDS = 3
 
 
@@ -170,11 +172,11 @@ class Blocks(Loader):
         at: int,
         piece: memoryview,
         known: tuple[int, bytes | None] | None = None,
-    ) -> None:
+    ) -> int:
         """Write into DIRTY block ``idx`` at ``at``; an inline block spills when too big.
 
         ``known``: the block's ``(dfile, data)`` when the caller has it (from
-        :meth:`_make_dirty`), saving a query.
+        :meth:`_make_dirty`), saving a query. Returns the block's dirty file (0: inline).
         """
         if known is None:
             b = self._db.one("SELECT dfile, data FROM blocks WHERE ino = ? AND idx = ?", (ino, idx))
@@ -184,13 +186,13 @@ class Blocks(Loader):
         end = at + piece.nbytes
         if dfile_now:
             os.pwrite(self._dirty_fd(dfile_now), piece, at)
-            return
+            return dfile_now
         blob = bytes(data_now or b"")
         if end <= INLINE_MAX:
             pad = bytes(max(0, at - len(blob)))
             new = blob[:at] + pad + piece.tobytes() + blob[end:]
             self._db.x("UPDATE blocks SET data = ? WHERE ino = ? AND idx = ?", (new, ino, idx))
-            return
+            return 0
         dfile = self._new_dirty_file()
         fd = self._dirty_fd(dfile)
         os.pwrite(fd, blob, 0)
@@ -198,6 +200,7 @@ class Blocks(Loader):
         self._db.x(
             "UPDATE blocks SET dfile = ?, data = NULL WHERE ino = ? AND idx = ?", (dfile, ino, idx)
         )
+        return dfile
 
     def _cut_dirty(self, b: sqlite3.Row, length: int) -> None:
         """Zero a DIRTY block past ``length`` (the file's new end)."""
@@ -283,7 +286,7 @@ class Blocks(Loader):
                 and self._writes.get((ino, idx), 0) == writes
                 and block_len(idx, row2["size"]) == blen
             ):
-                self._stage(b2, blen, None, digest)
+                self._stage(b2, blen, data, digest)
                 done = True
 
         with self._lock:
@@ -318,7 +321,8 @@ class Blocks(Loader):
                 self._db.defer(lambda: self._submit(digest, data))
             return
         path = self._dirty_path(b["dfile"])
-        if data is not None:
+        if not digest:
+            assert data is not None
             digest = content_hash(data)
         os.ftruncate(self._fd(path), blen)
         staged = self._staged_path(digest)
@@ -332,7 +336,12 @@ class Blocks(Loader):
         )
         self._forget_fd(path)
         self._unlink_after_durable(path)
-        self._db.defer(lambda: self._submit(digest, staged))
+        # Hand over the bytes the seal just read, while the backlog is short (bounded
+        # memory): the upload then reads no file and need not re-hash what it got.
+        source: bytes | Path = staged
+        if data is not None and self._uploader.pending() < _BYTES_QUEUE_LIMIT:
+            source = data
+        self._db.defer(lambda: self._submit(digest, source))
 
     def _submit(self, digest: str, source: bytes | Path) -> None:
         if isinstance(source, Path):

@@ -292,7 +292,7 @@ class Commit(Data):
                 self._set(ino, content=_encode(content))
             else:
                 self._set(ino, content=_encode(content), data_dirty=0)
-        self._db.conn.executemany(
+        self._db.many(
             "UPDATE blocks SET state = ? WHERE ino = ? AND idx = ? AND state = ? AND hash = ?",
             [(STORED, ino, idx, SEALED, h) for ino, idx, h in snap.sealed],
         )

@@ -18,7 +18,7 @@ from typing import overload
 
 from strata.meta.entry import BlockRef
 from strata.meta.working.base import DIRTY, REMOTE, STORED, B, block_len, nblocks
-from strata.meta.working.blocks import Blocks
+from strata.meta.working.fastwrite import FastWrites
 from strata.meta.working.types import FsError
 
 #: store blocks fetched ahead of a sequential reader (each is CHUNK_SIZE)
@@ -55,7 +55,7 @@ class _RemoteView(Sequence[BlockRef]):
         return (self[i] for i in range(self._n))
 
 
-class Data(Blocks):
+class Data(FastWrites):
     """read / write / truncate / fsync / checkpoint."""
 
     # --- reads -----------------------------------------------------------------------
@@ -179,6 +179,12 @@ class Data(Blocks):
             self._run_ro(lambda: self._file(ino))  # ENOENT/EISDIR as for a real write
             return 0
         end = offset + view.nbytes
+        with self._lock:
+            full_block = None if self._closed else self._fast_write(ino, offset, view)
+        if full_block is not None:
+            if full_block:
+                self._schedule_seal(ino, [offset // B])
+            return view.nbytes
         fetched: dict[str, bytes] = {}
 
         def op() -> list[int]:
@@ -199,14 +205,19 @@ class Data(Blocks):
                 idx: self._make_dirty(ino, idx, rows.get(idx), keep, fetched)
                 for idx, keep in sorted(need_old.items())
             }
+            dfiles = {}
             for idx in range(first, last + 1):
                 s = idx * B
                 lo, hi = max(offset, s), min(end, s + B)
-                self._block_write(ino, idx, lo - s, view[lo - offset : hi - offset], known[idx])
+                piece = view[lo - offset : hi - offset]
+                if dfile := self._block_write(ino, idx, lo - s, piece, known[idx]):
+                    dfiles[idx] = dfile
             now = self._now()
             self._set(ino, size=new_size, mtime_ns=now, ctime_ns=now)
             self._size_stats(size, new_size)
             self._touch_data(row)
+            if dfiles and not self._committing:
+                self._db.defer(lambda: self._remember_hot(ino, new_size, dfiles))
             return [i for i in range(first, last + 1) if end >= i * B + B]
 
         full = self._run(op)

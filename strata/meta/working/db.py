@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -155,15 +155,45 @@ class Db:
         self._ops = 0
         self._since = 0.0
         self._deferred: list[list[Callable[[], None]]] = []
+        #: bumped by every statement that may change a row (see ``pending``)
+        self.generation = 0
+        #: changes kept in memory by the caller, written before the next statement runs
+        self.pending: Callable[[], None] | None = None
+
+    # Two hooks serve the working state's fast write path (FastWrites):
+    # * ``generation`` lets it cache rows in memory and know when they may be stale:
+    #   any statement other than a SELECT counts as a change;
+    # * ``pending`` is called (once, then cleared) before the next statement of any
+    #   kind, so nothing ever reads the database without the changes held in memory.
+    #   It writes with ``conn`` directly: those writes do not bump ``generation``.
+
+    def flush_pending(self) -> None:
+        flush, self.pending = self.pending, None
+        if flush is not None:
+            flush()
 
     def x(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Cursor:
+        if self.pending is not None:
+            self.flush_pending()
+        if not sql.startswith("SELECT"):
+            self.generation += 1
         return self.conn.execute(sql, args)
 
+    def many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        if self.pending is not None:
+            self.flush_pending()
+        self.generation += 1
+        self.conn.executemany(sql, rows)
+
     def one(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
+        if self.pending is not None:
+            self.flush_pending()
         row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
         return row
 
     def scalar(self, sql: str, args: tuple[Any, ...] | list[Any] = (), default: Any = None) -> Any:
+        if self.pending is not None:
+            self.flush_pending()
         row = self.conn.execute(sql, args).fetchone()
         return default if row is None or row[0] is None else row[0]
 
@@ -178,8 +208,12 @@ class Db:
         """One filesystem operation: all of it or none of it, whatever it raises.
 
         Nested calls join the outer operation. The transaction is committed at the end
-        of the outermost call (``normal``/``full``) or when the batch is due.
+        of the outermost call (``normal``/``full``) or when the batch is due. Pending
+        in-memory changes are written first, outside the operation, so that its
+        rollback cannot take them with it.
         """
+        if self.pending is not None:
+            self.flush_pending()
         began = not self.conn.in_transaction
         if began:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -233,6 +267,8 @@ class Db:
 
     def flush(self) -> None:
         """Commit a pending batch (no-op in ``normal``/``full`` mode between ops)."""
+        if self.pending is not None:
+            self.flush_pending()
         if self._depth == 0 and self.conn.in_transaction:
             self.conn.execute("COMMIT")
 

@@ -137,7 +137,7 @@ class Loader(Core):
         if e.xattrs:
             if any(k.startswith("security.") for k, _ in e.xattrs):
                 self._security_xattrs = True
-            self._db.conn.executemany(
+            self._db.many(
                 "INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)",
                 [(ino, encode_name(k), bytes(v)) for k, v in e.xattrs],
             )
@@ -276,7 +276,7 @@ class Loader(Core):
                 raise FsError(errno.EIO, f"inode {ino}: block {idx} is larger than a chunk")
             if b.hash:
                 rows.append((ino, idx, REMOTE, b.hash, b.size))
-        self._db.conn.executemany(
+        self._db.many(
             "INSERT OR REPLACE INTO blocks (ino, idx, state, hash, size) VALUES (?, ?, ?, ?, ?)",
             rows,
         )

@@ -19,6 +19,7 @@ with ESTALE (``discard_stale=True`` throws the overlay away) -- never silently m
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -36,7 +37,7 @@ from strata.chunks.reader import BlockReader
 from strata.chunks.uploader import Uploader
 from strata.meta.repo import Repository, WriterClaim
 from strata.meta.tree import TreeReader, TreeWriter
-from strata.meta.working.base import DIRTY, ROOT, SEALED, STORED
+from strata.meta.working.base import DIRTY, ROOT, SEALED, STORED, block_len
 from strata.meta.working.commit import Commit
 from strata.meta.working.db import SCHEMA_VERSION, Db, SyncMode
 from strata.meta.working.namespace import Namespace
@@ -86,6 +87,7 @@ class WorkingState(Namespace, Commit):
         self = cls.__new__(cls)
         self._init_core()
         self._init_loader()
+        self._init_fast_writes()
         self.repo = repo
         self.claim = claim
         self.cache_dir = Path(cache_dir)
@@ -270,6 +272,7 @@ class WorkingState(Namespace, Commit):
             if n not in named:
                 path.unlink(missing_ok=True)
         self._next_dfile = highest + 1
+        self._cut_dirty_tails()
         staged = {
             str(r[0])
             for r in db.x(
@@ -284,6 +287,24 @@ class WorkingState(Namespace, Commit):
         with db.op():
             db.x("UPDATE blocks SET queued = 0 WHERE queued = 1")
             self._queue_unqueued()  # whatever the last process had queued may be lost
+
+    def _cut_dirty_tails(self) -> None:
+        """Zero DIRTY bytes past their file's end (locked, at recovery).
+
+        A write's bytes reach its dirty file before its new size reaches the database
+        (always for an instant, for up to FLUSH_AFTER on the fast path); a crash in
+        between leaves bytes past the recorded end, which must read as zeros.
+        """
+        for r in self._db.x(
+            "SELECT b.idx, b.dfile, i.size FROM blocks b JOIN inodes i ON i.ino = b.ino "
+            "WHERE b.state = ? AND b.dfile != 0",
+            (DIRTY,),
+        ).fetchall():
+            path = self._dirty_path(r["dfile"])
+            length = block_len(r["idx"], r["size"])
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size > length:
+                    os.truncate(path, length)
 
 
 def _lock(cache_dir: Path) -> int:

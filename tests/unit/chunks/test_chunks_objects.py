@@ -86,6 +86,20 @@ def test_oversized_chunk_and_stale_expected_digest_are_refused(memory: MemorySto
         cs.get_chunk("../heads/vol")
 
 
+def test_trusted_digest_skips_the_hash_and_a_wrong_one_reads_as_corrupt(
+    memory: MemoryStore,
+) -> None:
+    cs = ContentStore(memory)
+    with pytest.raises(ValueError, match="needs the expected digest"):
+        cs.put_chunk(DATA, verify=False)
+    assert cs.put_chunk(DATA, expected=content_hash(DATA), verify=False) == content_hash(DATA)
+    assert ContentStore(memory).get_chunk(content_hash(DATA)) == DATA
+    wrong = content_hash(b"something else")
+    cs.put_chunk(DATA, expected=wrong, verify=False)  # a caller bug: stored as claimed ...
+    with pytest.raises(CorruptObject):
+        ContentStore(memory).get_chunk(wrong)  # ... and never served as those bytes
+
+
 @pytest.mark.parametrize(
     "damage",
     [
