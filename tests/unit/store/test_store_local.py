@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from strata.errors import ObjectNotFound, PreconditionFailed, StoreError
+from strata.store import local
 from strata.store.local import LocalStore
 
 
@@ -158,3 +159,57 @@ def test_cas_holds_across_processes(store: LocalStore, tmp_path: Path) -> None:
     for child in children:
         assert child.wait(timeout=120) == 0
     assert int(store.get("heads/counter")) == procs * per_proc
+
+
+def test_content_is_made_durable_in_bulk_before_anything_that_names_it(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks and trees skip their fsyncs; the next other put runs one syncfs first."""
+    calls: list[str] = []
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(local, "_syncfs", lambda path: calls.append(str(path)))
+    store.put("chunks/aa/aa0", b"data", if_absent=True)  # new directories are fsynced
+    store.put("trees/bb/bb0", b"tree", if_absent=True)
+    monkeypatch.setattr(local.os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    for i in range(1, 4):
+        store.put(f"chunks/aa/aa{i}", b"data", if_absent=True)
+        store.put(f"trees/bb/bb{i}", b"tree", if_absent=True)
+    assert calls == [] and fsyncs == []
+    store.put("versions/v/1", b"manifest", if_absent=True)
+    assert calls == [str(store.root)]  # the content first, in one call ...
+    store.put("heads/v", b"head")
+    assert calls == [str(store.root)]  # ... and only when something is pending
+    store.put("chunks/aa/aa9", b"more", if_absent=True)
+    store.close()
+    assert len(calls) == 2
+
+
+def test_a_failed_sync_fails_the_put_that_needed_it(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put("chunks/aa/aa1", b"data", if_absent=True)
+
+    def broken(path: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(local, "_syncfs", broken)
+    with pytest.raises(StoreError, match="sync"):
+        store.put("heads/v", b"head")
+    assert not store.exists("heads/v")
+    monkeypatch.undo()
+    store.put("heads/v", b"head")  # the next attempt syncs again, then writes
+    assert store.get("heads/v") == b"head"
+
+
+def test_a_torn_content_object_is_replaced_not_trusted(store: LocalStore) -> None:
+    path = store.root / "chunks/aa/aa1"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")  # what a power cut before the sync may leave
+    store.put("chunks/aa/aa1", b"whole object", if_absent=True)
+    assert store.get("chunks/aa/aa1") == b"whole object"
+    with pytest.raises(PreconditionFailed):  # a whole one is still a lost race
+        store.put("chunks/aa/aa1", b"whole object", if_absent=True)
+    store.put("heads/v", b"x", if_absent=True)
+    with pytest.raises(PreconditionFailed):  # and other keys never compare sizes
+        store.put("heads/v", b"longer", if_absent=True)
