@@ -14,6 +14,9 @@ Body: canonical JSON (UTF-8, sorted keys, no whitespace, ``\\uXXXX`` escapes)::
      "message": str,
      "parent": "VOL@ID" | null, the previous version (possibly another volume's)
      "root": HASH,             the root directory tree (strata.meta.treefmt)
+     "root_attrs": ENTRY,      optional: the root directory's own mode, owner, times and
+                               xattrs, as a tree entry object with name "" and no "h"
+                               (absent in manifests older than the field: 0755 root:root)
      "stats": {"bytes": int, "chunks": int, "dirs": int, "files": int},
      "volume": str,            equals <volume> in the key
      "writer": str}            the claim holder that committed it
@@ -30,7 +33,7 @@ from __future__ import annotations
 import base64
 import errno
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import blake3
@@ -43,8 +46,9 @@ from strata.errors import (
     StrataError,
     VersionNotFound,
 )
+from strata.meta.entry import Entry, Kind
 from strata.meta.names import format_ref
-from strata.meta.treefmt import canonical_json
+from strata.meta.treefmt import canonical_json, entry_from_obj, entry_to_obj
 from strata.store.base import Store
 
 MANIFEST_FORMAT = 1
@@ -81,6 +85,8 @@ class Version:
     epoch: int = 0
     created: float = 0.0  # seconds since the epoch (stored in ms)
     stats: Stats = field(default_factory=Stats)
+    #: the root directory's attributes (name "", kind DIR, no tree); None: the defaults
+    root_attrs: Entry | None = None
 
     @property
     def ref(self) -> str:
@@ -99,6 +105,7 @@ def manifest_body(
     epoch: int,
     created: float,
     stats: Stats,
+    root_attrs: Entry | None = None,
 ) -> bytes:
     """The canonical manifest bytes (the id is derived from them)."""
     obj: dict[str, Any] = {
@@ -118,6 +125,8 @@ def manifest_body(
         "volume": volume,
         "writer": writer,
     }
+    if root_attrs is not None:
+        obj["root_attrs"] = entry_to_obj(replace(root_attrs, name="", kind=Kind.DIR, tree=""))
     return canonical_json(obj)
 
 
@@ -150,9 +159,19 @@ def decode_manifest(volume: str, vid: str, body: bytes) -> Version:
             epoch=int(o["epoch"]),
             created=int(o["created_ms"]) / 1000,
             stats=Stats(int(s["bytes"]), int(s["files"]), int(s["dirs"]), int(s["chunks"])),
+            root_attrs=_root_attrs(o.get("root_attrs")),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptObject(key, f"not a version manifest: {exc}") from exc
+
+
+def _root_attrs(o: Any) -> Entry | None:
+    if o is None:
+        return None
+    e = entry_from_obj(o)
+    if e.kind != Kind.DIR or e.name or e.tree:
+        raise ValueError("root_attrs is not the attributes of a directory")
+    return e
 
 
 def write_manifest(store: Store, volume: str, body: bytes) -> Version:

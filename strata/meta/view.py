@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from strata.chunks.reader import BlockReader
 from strata.meta.entry import BlockRef, Entry, Kind
@@ -41,9 +41,13 @@ class VersionView:
         self._trees = repo.trees
         self._reader = BlockReader(repo.content, max_parallel=max_parallel)
         self._lock = threading.Lock()
-        root = Entry(name="", kind=Kind.DIR, mode=0o755, tree=version.root)
+        # Versions record the root's own attributes; older ones did not (0755 root:root,
+        # times of the commit).
         created = int(version.created * 1e9)
-        self._root_times = created
+        attrs = version.root_attrs or Entry(
+            name="", kind=Kind.DIR, mode=0o755, mtime_ns=created, ctime_ns=created
+        )
+        root = replace(attrs, tree=version.root)
         self._nodes: dict[int, _Node] = {ROOT: _Node(root, ROOT)}
         self._children: dict[tuple[int, str], int] = {}
         self._links: dict[str, int] = {}
@@ -82,9 +86,6 @@ class VersionView:
 
     def _attr(self, ino: int) -> Attr:
         e = self._node(ino).entry
-        if ino == ROOT:
-            t = self._root_times
-            return Attr(ROOT, Kind.DIR, 0o755, 2, 0, 0, 0, t, t, t)
         nlink = 1
         if e.kind == Kind.DIR:
             nlink = 2

@@ -15,6 +15,7 @@ from strata.chunks.hashing import check_digest
 from strata.chunks.layout import version_key
 from strata.errors import FencedWriter, VersionNotFound, VolumeBusy
 from strata.meta import version as vmod
+from strata.meta.entry import Entry
 from strata.meta.head import Head, WriterState, read_head, update_head
 from strata.meta.history import HistoryBase
 from strata.meta.version import Stats, Version
@@ -94,6 +95,7 @@ class WriterOps(HistoryBase):
         parent: object = _UNSET,
         *,
         author: str = "",
+        root_attrs: Entry | None = None,
     ) -> Version:
         """Seal ``root_tree`` as the volume's new head version.
 
@@ -121,6 +123,7 @@ class WriterOps(HistoryBase):
             epoch=claim.epoch,
             created=self.clock(),
             stats=stats or Stats(),
+            root_attrs=root_attrs,
         )
         v = vmod.write_manifest(self.store, claim.volume, body)
 

@@ -60,6 +60,7 @@ class _Snapshot:
     root_tree: str
     base: str | None
     stats: Stats
+    root_attrs: Entry
     candidates: set[str] = field(default_factory=set)
 
 
@@ -82,7 +83,13 @@ class Commit(Data):
                 root = hashes.get(ROOT, snap.root_tree)
                 self._run(lambda: self._db.set_meta("pending_root", root))
                 version = self.repo.commit(
-                    self.claim, root, message, snap.stats, parent=snap.base, author=author
+                    self.claim,
+                    root,
+                    message,
+                    snap.stats,
+                    parent=snap.base,
+                    author=author,
+                    root_attrs=snap.root_attrs,
                 )
             except BaseException:
                 with self._lock:
@@ -161,20 +168,13 @@ class Commit(Data):
             root_tree=root["tree"],
             base=base,
             stats=Stats(bytes=st.bytes, files=st.files, dirs=st.dirs, chunks=st.chunks),
+            root_attrs=replace(self._entry_of(root, ""), tree=""),
             candidates=candidates,
         )
 
-    def _spec(
-        self,
-        parent: int,
-        raw: bytes,
-        dirty: dict[int, tuple[int, str]],
-        files: dict[int, list[BlockRef]],
-    ) -> _Spec | None:
-        d = self._db.one("SELECT ino FROM dentries WHERE parent = ? AND name = ?", (parent, raw))
-        if d is None:
-            return None
-        row = self._inode(d["ino"])
+    def _entry_of(self, row: sqlite3.Row, name: str) -> Entry:
+        """The Entry of inode ``row`` under ``name`` (a file's content as of its base;
+        ``_build`` replaces it when the file's data changed)."""
         kind = Kind(row["kind"])
         xattrs = tuple(
             (decode_name(r[0]), bytes(r[1]))
@@ -182,8 +182,8 @@ class Commit(Data):
                 "SELECT name, value FROM xattrs WHERE ino = ? ORDER BY name", (row["ino"],)
             )
         )
-        entry = Entry(
-            name=decode_name(raw),
+        return Entry(
+            name=name,
             kind=kind,
             mode=row["mode"],
             uid=row["uid"],
@@ -197,10 +197,23 @@ class Commit(Data):
             link_id=row["link_id"] if kind != Kind.DIR and row["nlink"] > 1 else "",
             content=_decode(row["content"]) if kind == Kind.FILE else Content(),
         )
+
+    def _spec(
+        self,
+        parent: int,
+        raw: bytes,
+        dirty: dict[int, tuple[int, str]],
+        files: dict[int, list[BlockRef]],
+    ) -> _Spec | None:
+        d = self._db.one("SELECT ino FROM dentries WHERE parent = ? AND name = ?", (parent, raw))
+        if d is None:
+            return None
+        row = self._inode(d["ino"])
+        entry = self._entry_of(row, decode_name(raw))
         spec = _Spec(entry)
-        if kind == Kind.DIR and row["ino"] in dirty:
+        if entry.kind == Kind.DIR and row["ino"] in dirty:
             spec.dir_ino = row["ino"]
-        elif kind == Kind.FILE and row["data_dirty"]:
+        elif entry.kind == Kind.FILE and row["data_dirty"]:
             spec.file_ino = row["ino"]
             if row["ino"] not in files:
                 files[row["ino"]] = self._block_list(row)

@@ -39,7 +39,7 @@ from strata.meta.repo import Repository, WriterClaim
 from strata.meta.tree import TreeReader, TreeWriter
 from strata.meta.working.base import DIRTY, ROOT, SEALED, STORED, block_len
 from strata.meta.working.commit import Commit
-from strata.meta.working.db import SCHEMA_VERSION, Db, SyncMode
+from strata.meta.working.db import SCHEMA_VERSION, Db, SyncMode, encode_name
 from strata.meta.working.namespace import Namespace
 from strata.meta.working.types import FsError
 
@@ -225,6 +225,13 @@ class WorkingState(Namespace, Commit):
         tree = version.root if version else ""
         stats = version.stats if version else None
         now = self._clock()
+        # The root's own attributes come from the version when it recorded them (older
+        # versions did not); otherwise from the caller (a new volume, a legacy version).
+        attrs = version.root_attrs if version else None
+        if attrs is not None:
+            mode, uid, gid = attrs.mode, attrs.uid, attrs.gid
+        mtime = attrs.mtime_ns if attrs is not None and attrs.mtime_ns else now
+        ctime = attrs.ctime_ns if attrs is not None and attrs.ctime_ns else now
         db = self._db
         with db.op():
             db.x(
@@ -235,14 +242,21 @@ class WorkingState(Namespace, Commit):
                     mode & 0o7777,
                     os.getuid() if uid is None else uid,
                     os.getgid() if gid is None else gid,
-                    now,
-                    now,
-                    now,
+                    mtime,
+                    mtime,
+                    ctime,
                     ROOT,
                     tree,
                     0 if tree else 1,
                 ),
             )
+            for key, value in attrs.xattrs if attrs is not None else ():
+                if key.startswith("security."):
+                    self._security_xattrs = True
+                db.x(
+                    "INSERT INTO xattrs (ino, name, value) VALUES (?, ?, ?)",
+                    (ROOT, encode_name(key), value),
+                )
             meta: dict[str, Any] = {
                 "volume": self.claim.volume,
                 "base": head or "",

@@ -594,13 +594,6 @@ def test_o_direct_fallocate_and_long_symlink_targets(strata: Strata, mounted: Mo
     assert (ro.path / "direct").read_bytes() == b"D" * (2 * 4096)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the mount root's mode, owner, times and xattrs are kept only in the "
-    "local overlay, never in a version (the root has no Entry; VersionView hard-codes "
-    "0755 root:root, a fresh working state uses 0755 and the daemon's uid), so e.g. "
-    "`chown 1000 /workspace` is lost on read-only mounts, forks and any other machine",
-)
 def test_root_directory_attributes_are_versioned(strata: Strata, mounted: Mount) -> None:
     p = mounted.path
     os.chown(p, 1000, 1000)

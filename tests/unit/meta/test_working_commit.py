@@ -14,6 +14,7 @@ from strata.errors import FencedWriter, StoreUnavailable
 from strata.meta.entry import BlockRef, Content, Entry, Kind
 from strata.meta.repo import Repository
 from strata.meta.version import Stats
+from strata.meta.view import VersionView
 from strata.meta.working import WorkingState
 from strata.store.base import Store, StoreWrapper
 from strata.store.counting import CountingStore
@@ -390,3 +391,35 @@ def test_hard_links_to_a_symlink_survive_commit_and_reload(env: Env, ws: Working
     ino = resolve(fresh, "s")
     assert resolve(fresh, "d/s2") == ino
     assert fresh.getattr(ino).nlink == 2 and fresh.readlink(ino) == "target"
+
+
+def test_the_root_directory_attributes_are_part_of_a_version(env: Env) -> None:
+    ws = env.open()
+    ws.setattr(ROOT, mode=0o770, uid=1000, gid=2000, mtime_ns=1_600_000_000 * 10**9)
+    ws.setxattr(ROOT, "user.purpose", b"workspace")
+    v = ws.commit("root attrs")
+    assert v.root_attrs is not None and v.root_attrs.mode == 0o770
+    assert env.repo.version(v.ref).root_attrs == v.root_attrs  # read back from the store
+
+    view = VersionView(env.repo, env.repo.version(v.ref))
+    attr = view.getattr(ROOT)
+    assert (attr.mode, attr.uid, attr.gid) == (0o770, 1000, 2000)
+    assert attr.mtime_ns == 1_600_000_000 * 10**9
+    assert view.getxattr(ROOT, "user.purpose") == b"workspace"
+
+    env.repo.fork(v.ref, "copy")
+    claim = env.repo.acquire_writer("copy", "writer-2", 60)
+    fork = env.open("fork-cache", claim=claim)  # a fresh overlay on another machine
+    attr = fork.getattr(ROOT)
+    assert (attr.mode, attr.uid, attr.gid) == (0o770, 1000, 2000)
+    assert fork.getxattr(ROOT, "user.purpose") == b"workspace"
+
+
+def test_versions_without_root_attributes_keep_the_old_defaults(env: Env) -> None:
+    claim = env.claim
+    root = env.repo.tree_writer.write_dir([])
+    v = env.repo.commit(claim, root, "legacy")  # as an older Strata committed
+    assert v.root_attrs is None
+    attr = VersionView(env.repo, v).getattr(ROOT)
+    assert (attr.mode, attr.uid, attr.gid) == (0o755, 0, 0)
+    assert attr.mtime_ns == int(v.created * 1e9)
