@@ -143,6 +143,8 @@ class Core:
         self._security_xattrs = None
         self._next_dfile = 1
         self._closed = False
+        self._seal_queue = {}
+        self._seal_lock = threading.Lock()
 
     # --- running operations ------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -62,6 +63,9 @@ class Blocks(Loader):
     """Block-level helpers for :class:`~strata.meta.working.data.Data` and commit."""
 
     _sealer: ThreadPoolExecutor | None
+    #: blocks waiting for the background sealer (an ordered set), under _seal_lock
+    _seal_queue: dict[tuple[int, int], None]
+    _seal_lock: threading.Lock
 
     # --- local bytes (locked) --------------------------------------------------------
 
@@ -239,13 +243,43 @@ class Blocks(Loader):
     # --- sealing -----------------------------------------------------------------------
 
     def _schedule_seal(self, ino: int, idxs: list[int]) -> None:
+        """Queue blocks for the background sealer (one drain runs per burst of queued
+        blocks, so a thousand small files closed at once cost one transaction)."""
         if self._sealer is None:
             return
-        fut = self._sealer.submit(self._seal_many, [(ino, i) for i in idxs])
-        fut.add_done_callback(_log_failure)
+        with self._seal_lock:
+            start = not self._seal_queue
+            self._seal_queue.update(dict.fromkeys((ino, i) for i in idxs))
+        if start:
+            fut = self._sealer.submit(self._drain_seals)
+            fut.add_done_callback(_log_failure)
 
-    def _seal_many(self, blocks: list[tuple[int, int]]) -> None:
-        for ino, idx in blocks:
+    def _drain_seals(self) -> None:
+        """Seal what is queued: inline blocks together in one operation, big ones
+        one by one (their hashing runs without the lock)."""
+        with self._seal_lock:
+            todo, self._seal_queue = list(self._seal_queue), {}
+        big: list[tuple[int, int]] = []
+
+        def stage_inline() -> None:
+            big.clear()
+            for ino, idx in todo:
+                b = self._db.one("SELECT * FROM blocks WHERE ino = ? AND idx = ?", (ino, idx))
+                if b is None or b["state"] != DIRTY:
+                    continue
+                if b["dfile"]:
+                    big.append((ino, idx))
+                    continue
+                row = self._db.one("SELECT size FROM inodes WHERE ino = ?", (ino,))
+                if row is not None:
+                    blen = block_len(idx, row["size"])
+                    self._stage(b, blen, self._local_read(b, 0, blen))
+
+        with self._lock:
+            if self._closed:
+                return
+            self._run(stage_inline)
+        for ino, idx in big:
             self._seal(ino, idx)
 
     def _seal(self, ino: int, idx: int) -> bool:
