@@ -201,7 +201,12 @@ def write_chart(results: Results, path: Path, title: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"local": "#7f7f7f", "juicefs": "#1f77b4", "strata": "#d62728"}
+    colors = {
+        "local": "#7f7f7f",
+        "juicefs": "#1f77b4",
+        "strata": "#d62728",
+        "strata-ht": "#ff9896",
+    }
     io_metrics = [m for _, m in results.metrics if not m.key.startswith(LATENCY_PREFIXES)]
     lat_metrics = [m for _, m in results.metrics if m.key.startswith(LATENCY_PREFIXES)]
     others = [t for t in results.targets if t != "local"]
