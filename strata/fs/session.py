@@ -109,6 +109,7 @@ class MountSession:
                 cache_dir,
                 max_uploads=self.options.max_uploads,
                 upload_delay=self.options.upload_delay or 0.0,
+                staged_budget=self.options.cache_size,
             )
         except BaseException:
             if self.claim is not None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field, replace
@@ -64,10 +66,18 @@ class _Snapshot:
     candidates: set[str] = field(default_factory=set)
 
 
+log = logging.getLogger(__name__)
+
+#: local copies deleted per hold of the lock when trimming
+_TRIM_BATCH = 256
+
+
 class Commit(Data):
-    """``commit`` and ``statfs``."""
+    """``commit``, ``trim_staged`` and ``statfs``."""
 
     _commit_lock: threading.Lock
+    #: bytes of local copies of stored blocks kept after each commit (None: no limit)
+    staged_budget: int | None
 
     def commit(self, message: str = "", *, author: str = "") -> Version:
         """Seal the current state as the volume's next version; re-base on it."""
@@ -108,6 +118,11 @@ class Commit(Data):
                     self._committing = False
                     self._flush_submits = None
             self._durable()
+            if self.staged_budget is not None:
+                try:
+                    self.trim_staged(self.staged_budget)
+                except OSError as exc:  # a cache that stays too big is not worth failing for
+                    log.warning("could not trim the local block copies: %s", exc)
             return version
 
     # --- snapshot (locked) -----------------------------------------------------------
@@ -325,6 +340,63 @@ class Commit(Data):
         self._flush_submits = None
         self._touched_dirs = set()
         self._touched_files = set()
+
+    # --- the local copies of stored blocks ------------------------------------------------
+
+    def trim_staged(self, budget: int) -> int:
+        """Delete local copies of *stored* blocks, least recently used first, until the
+        staged files take at most ``budget`` bytes; return the bytes freed.
+
+        A stored block's local copy is only a read cache (reads fall back to the store
+        through the chunk cache). Blocks not known to be stored -- DIRTY, SEALED -- are
+        the only copy of their data and are never touched, so the staged area can stay
+        above ``budget`` until the next commit stores them.
+        """
+        staged = self.cache_dir / "staged"
+        files: list[tuple[float, int, str]] = []
+        total = 0
+        for sub in staged.iterdir():
+            if not sub.is_dir():
+                continue
+            with os.scandir(sub) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    total += st.st_size
+                    files.append((max(st.st_atime, st.st_mtime), st.st_size, entry.name))
+        if total <= budget:
+            return 0
+        with self._lock:
+            only_stored = {
+                str(r[0])
+                for r in self._db.x(
+                    "SELECT hash FROM blocks WHERE state IN (?, ?) AND data IS NULL "
+                    "GROUP BY hash HAVING MIN(state) = ?",
+                    (SEALED, STORED, STORED),
+                )
+            }
+        freed = 0
+        victims = sorted(f for f in files if f[2] in only_stored)
+        for start in range(0, len(victims), _TRIM_BATCH):
+            if total - freed <= budget:
+                break
+            with self._lock:  # re-checked under the lock: a write may have used one
+                for _, size, digest in victims[start : start + _TRIM_BATCH]:
+                    if total - freed <= budget:
+                        break
+                    if self._db.one(
+                        "SELECT 1 FROM blocks WHERE hash = ? AND state = ? AND data IS NULL "
+                        "LIMIT 1",
+                        (digest, SEALED),
+                    ):
+                        continue
+                    path = self._staged_path(digest)
+                    self._forget_fd(path)
+                    path.unlink(missing_ok=True)
+                    freed += size
+        return freed
 
     # --- totals ------------------------------------------------------------------------
 

@@ -76,6 +76,7 @@ class WorkingState(Namespace, Commit):
         root_mode: int = 0o755,
         root_uid: int | None = None,
         root_gid: int | None = None,
+        staged_budget: int | None = None,
     ) -> WorkingState:
         """Open (or recover) the overlay of ``claim.volume`` kept in ``cache_dir``.
 
@@ -83,6 +84,8 @@ class WorkingState(Namespace, Commit):
         ``normal`` otherwise (see :class:`~strata.meta.working.db.SyncMode`).
         ``uploader``: share one across mounts; by default one is made from
         ``max_uploads``/``upload_delay`` and closed with the working state.
+        ``staged_budget``: after each commit, local copies of stored blocks are
+        trimmed to this many bytes (:meth:`trim_staged`); None keeps them all.
         """
         self = cls.__new__(cls)
         self._init_core()
@@ -93,6 +96,7 @@ class WorkingState(Namespace, Commit):
         self.cache_dir = Path(cache_dir)
         self._clock = clock
         self._commit_lock = threading.Lock()
+        self.staged_budget = staged_budget
         for sub in ("dirty", "staged"):
             (self.cache_dir / sub).mkdir(parents=True, exist_ok=True)
         lock_fd = _lock(self.cache_dir)

@@ -423,3 +423,35 @@ def test_versions_without_root_attributes_keep_the_old_defaults(env: Env) -> Non
     attr = VersionView(env.repo, v).getattr(ROOT)
     assert (attr.mode, attr.uid, attr.gid) == (0o755, 0, 0)
     assert attr.mtime_ns == int(v.created * 1e9)
+
+
+def staged_bytes(ws: WorkingState) -> int:
+    return sum(p.stat().st_size for p in (ws.cache_dir / "staged").rglob("*") if p.is_file())
+
+
+def test_local_copies_of_stored_blocks_are_trimmed_to_the_budget(env: Env) -> None:
+    ws = env.open()
+    data = {f"f{i}": bytes([i + 1]) * (1 << 20) for i in range(4)}  # file-backed blocks
+    for name, body in data.items():
+        write_file(ws, ROOT, name, body)
+    ws.commit("stored")
+    assert staged_bytes(ws) == 4 << 20
+    ws.seal_all()
+    pending = write_file(ws, ROOT, "pending", b"\x09" * (1 << 20))
+    ws.seal_all()  # SEALED, not stored: its local copy is the only one
+    freed = ws.trim_staged(0)
+    assert freed == 4 << 20 and staged_bytes(ws) == 1 << 20
+    for name, body in data.items():  # reads fall back to the store
+        assert ws.read(resolve(ws, name), 0, 2 << 20) == body
+    assert ws.read(pending, 0, 2 << 20) == b"\x09" * (1 << 20)
+    v = ws.commit("after trimming")
+    assert tree_contents(env.repo, v.root)["pending"][1] == b"\x09" * (1 << 20)
+
+
+def test_commit_trims_to_the_configured_budget(env: Env) -> None:
+    ws = env.open(staged_budget=1 << 20)
+    for i in range(3):
+        write_file(ws, ROOT, f"f{i}", bytes([i + 1]) * (1 << 20))
+    ws.commit("one")
+    assert staged_bytes(ws) <= 1 << 20
+    assert ws.read(resolve(ws, "f0"), 0, 1 << 20) == b"\x01" * (1 << 20)
