@@ -24,7 +24,13 @@ from strata.units import parse_duration, parse_size
 @click.option("--entry-cache", type=float, default=60.0, show_default=True, metavar="S")
 @click.option("--dir-entry-cache", type=float, default=60.0, show_default=True, metavar="S")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Local cache directory.")
-@click.option("--cache-size", metavar="SIZE", default="10Gi", show_default=True)
+@click.option(
+    "--cache-size",
+    metavar="SIZE",
+    default="10Gi",
+    show_default=True,
+    help="Bound of the chunk cache, and of local copies of uploaded blocks.",
+)
 @click.option("--foreground", is_flag=True, help="Serve in this process until unmounted.")
 @pass_ctx
 def mount(
