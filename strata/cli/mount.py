@@ -13,6 +13,10 @@ from strata.fs.control import commit_mount
 from strata.fs.options import InvalidMountOptions, MountOptions
 from strata.units import parse_duration, parse_size
 
+_CACHE_HELP = (
+    "Seconds the kernel may cache {} (default 60; 3600 read-only: a version never changes)."
+)
+
 
 @click.command()
 @click.argument("source")
@@ -20,9 +24,11 @@ from strata.units import parse_duration, parse_size
 @click.option("--read-only", is_flag=True, help="Mount read-only (always so for NAME@VERSION).")
 @click.option("--max-uploads", type=int, default=50, show_default=True)
 @click.option("--upload-delay", metavar="DUR", help="Wait before uploading a block.")
-@click.option("--attr-cache", type=float, default=60.0, show_default=True, metavar="S")
-@click.option("--entry-cache", type=float, default=60.0, show_default=True, metavar="S")
-@click.option("--dir-entry-cache", type=float, default=60.0, show_default=True, metavar="S")
+@click.option("--attr-cache", type=float, metavar="S", help=_CACHE_HELP.format("attributes"))
+@click.option("--entry-cache", type=float, metavar="S", help=_CACHE_HELP.format("names"))
+@click.option(
+    "--dir-entry-cache", type=float, metavar="S", help=_CACHE_HELP.format("directory names")
+)
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Local cache directory.")
 @click.option(
     "--cache-size",
@@ -40,9 +46,9 @@ def mount(
     read_only: bool,
     max_uploads: int,
     upload_delay: str | None,
-    attr_cache: float,
-    entry_cache: float,
-    dir_entry_cache: float,
+    attr_cache: float | None,
+    entry_cache: float | None,
+    dir_entry_cache: float | None,
     cache_dir: str | None,
     cache_size: str,
     foreground: bool,

@@ -94,9 +94,7 @@ class Operations(llfuse.Operations):
         super().__init__()
         self.state = state
         self.read_only = options.read_only
-        self.attr_timeout = options.attr_cache
-        self.entry_timeout = options.entry_cache
-        self.dir_timeout = options.dir_entry_cache
+        self.attr_timeout, self.entry_timeout, self.dir_timeout = options.cache_timeouts()
         self.control = control
         self._dirs: dict[int, list[tuple[bytes, Attr]]] = {}
         self._next_dir = 1

@@ -15,6 +15,10 @@ from strata.errors import StrataError
 from strata.units import parse_duration, parse_size
 
 DEFAULT_MOUNT_PATH = "/workspace"
+#: kernel cache timeouts (seconds) when not given: a writable head changes ...
+WRITABLE_CACHE = 60.0
+#: ... a sealed version never does, so the kernel may keep what it learnt far longer
+VERSION_CACHE = 3600.0
 
 
 class InvalidMountOptions(StrataError):
@@ -29,9 +33,10 @@ class MountOptions:
     read_only: bool = False
     max_uploads: int = 50
     upload_delay: float | None = None  # seconds; None uploads as soon as a block is full
-    attr_cache: float = 60.0
-    entry_cache: float = 60.0
-    dir_entry_cache: float = 60.0
+    # kernel cache timeouts in seconds; None: WRITABLE_CACHE, or VERSION_CACHE read-only
+    attr_cache: float | None = None
+    entry_cache: float | None = None
+    dir_entry_cache: float | None = None
     cache_dir: str | None = None  # default: under the user's cache dir, per store+volume
     cache_size: int = 10 * 1024**3
     autosave: float = 30.0  # seconds between checkpoints of uncommitted state; 0 = off
@@ -41,7 +46,8 @@ class MountOptions:
         if self.max_uploads < 1:
             raise InvalidMountOptions(f"max_uploads must be at least 1, not {self.max_uploads}")
         for name in ("attr_cache", "entry_cache", "dir_entry_cache", "autosave"):
-            if getattr(self, name) < 0:
+            value = getattr(self, name)
+            if value is not None and value < 0:
                 raise InvalidMountOptions(f"{name} must not be negative")
         if self.upload_delay is not None and self.upload_delay < 0:
             raise InvalidMountOptions("upload_delay must not be negative")
@@ -67,6 +73,18 @@ class MountOptions:
                 )
             kwargs[name] = _convert(name, raw)
         return cls(**kwargs)
+
+    def cache_timeouts(self) -> tuple[float, float, float]:
+        """(attr, entry, dir entry) timeouts: as given, else by what is mounted.
+
+        Read-only mounts serve a sealed version (immutable, invariant 4), so what the
+        kernel cached about it can never become wrong.
+        """
+        default = VERSION_CACHE if self.read_only else WRITABLE_CACHE
+        return tuple(  # type: ignore[return-value]
+            default if value is None else value
+            for value in (self.attr_cache, self.entry_cache, self.dir_entry_cache)
+        )
 
     def with_mount_path(self, path: str | Path) -> MountOptions:
         return dataclasses.replace(self, mount_path=str(path))
