@@ -30,6 +30,8 @@ How each guarantee of :class:`~strata.store.base.Store` is kept on a POSIX files
   xattrs are unsupported, or on objects an older Strata wrote (MD5 under another
   name), it is computed from the content. The compare of ``if_match`` always hashes
   the content itself. ``get`` computes no etag at all; ``get_with_etag`` does.
+  Content-addressed objects (``LAZY_PREFIXES``) need no hashing: their key already
+  names their content, which never changes, so their etag is taken from the key.
 
 * **Durability.** A put is durable when it returns (temp file fsynced, renamed or
   linked, directory fsynced) -- except for content-addressed objects (keys under
@@ -38,9 +40,10 @@ How each guarantee of :class:`~strata.store.base.Store` is kept on a POSIX files
   head), and every other put first makes all earlier content durable with one
   ``syncfs(2)`` of the store's filesystem. Two fsyncs per 4 KiB file were most of the
   cost of writing small files; one ``syncfs`` per commit is not. ``close`` syncs too.
-  A power cut can leave such an object torn (ext4 may keep a name whose data never
-  reached the disk); a later put of the same key finds it the wrong size and replaces
-  it rather than trusting it, and readers reject it as corrupt meanwhile.
+  A power cut can leave such an object empty (ext4 may keep a name whose data never
+  reached the disk); a later put of the same key replaces an empty object rather than
+  trusting it, and readers reject it as corrupt meanwhile (a valid object is never
+  empty: the codec header alone is 5 bytes).
 
 One difference from a bucket is inherent to directories: ``a`` and ``a/b`` cannot
 both exist. Strata's key layout (``strata.chunks.layout``) never needs both; a put that
@@ -106,6 +109,13 @@ def validate_key(key: str) -> str:
 def _etag(data: bytes | bytearray | memoryview) -> str:
     """The etag of ``data``: 128 bits of blake3 as hex (see the module docstring)."""
     return blake3.blake3(data).hexdigest(length=16)
+
+
+def _content_etag(key: str) -> str | None:
+    """The etag of a content-addressed object, from its key (see "Etags"), else None."""
+    if key.startswith(LAZY_PREFIXES):
+        return key.rsplit("/", 1)[-1][:32]
+    return None
 
 
 def _etag_file(fd: int) -> str:
@@ -185,7 +195,7 @@ class LocalStore(Store):
 
     def get_with_etag(self, key: str) -> tuple[bytes, str]:
         data = self.get(key)
-        return data, _etag(data)
+        return data, _content_etag(key) or _etag(data)
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -261,10 +271,12 @@ class LocalStore(Store):
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return None
-            try:
-                etag = os.getxattr(fd, _ETAG_XATTR).decode("ascii")
-            except OSError:
-                etag = _etag_file(fd)
+            etag = _content_etag(key)
+            if etag is None:
+                try:
+                    etag = os.getxattr(fd, _ETAG_XATTR).decode("ascii")
+                except OSError:
+                    etag = _etag_file(fd)
         finally:
             os.close(fd)
         return ObjectInfo(key, st.st_size, st.st_mtime, etag)
@@ -277,7 +289,7 @@ class LocalStore(Store):
         if if_absent and if_match is not None:
             raise ValueError("put: pass at most one of if_absent and if_match")
         path = self._path(key)
-        etag = _etag(data)
+        etag = _content_etag(key) or _etag(data)
         lazy = if_absent and key.startswith(LAZY_PREFIXES)
         try:
             if not lazy:
@@ -288,7 +300,7 @@ class LocalStore(Store):
                     try:
                         self._link_new(key, tmp, path)
                     except PreconditionFailed:
-                        if not lazy or _size_of(path) == len(data):
+                        if not lazy or _size_of(path) != 0:
                             raise
                         # A torn object a power cut left before its sync (see
                         # "Durability"): same key, same content, so replace it.
@@ -397,7 +409,7 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             raise PreconditionFailed(key, "object does not exist") from None
         try:
-            current = _etag_file(fd)
+            current = _content_etag(key) or _etag_file(fd)
         finally:
             os.close(fd)
         if current != expected:
