@@ -124,6 +124,9 @@ class Core:
     _security_xattrs: bool | None
     _next_dfile: int
     _closed: bool
+    #: read fast path: ino -> (size, block index -> local file), valid for one generation
+    _read_files: dict[int, tuple[int, dict[int, Path]]]
+    _read_generation: int
 
     def _init_core(self) -> None:
         self._lock = threading.RLock()
@@ -145,6 +148,8 @@ class Core:
         self._closed = False
         self._seal_queue = {}
         self._seal_lock = threading.Lock()
+        self._read_files = {}
+        self._read_generation = -1
 
     # --- running operations ------------------------------------------------------------
 

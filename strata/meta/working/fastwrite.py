@@ -32,6 +32,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from strata.meta.working.base import B, nblocks
 from strata.meta.working.blocks import Blocks
@@ -57,6 +58,7 @@ class FastWrites(Blocks):
     _hot_generation: int
     _hot_since: float
     _write_hot_later: Callable[[], None]
+    _read_files: dict[int, tuple[int, dict[int, Path]]]
 
     def _init_fast_writes(self) -> None:
         self._hot = {}
@@ -104,6 +106,7 @@ class FastWrites(Blocks):
         if end > hot.size and hot.size and (hot.size - 1) // B != idx:
             return None  # extends past an old last block that is not this one
         os.pwrite(self._dirty_fd(dfile), view, offset - idx * B)
+        self._read_files.pop(ino, None)  # its size may change: the read plan must look
         key = (ino, idx)
         self._writes[key] = self._writes.get(key, 0) + 1  # a seal in flight must notice
         hot.size = max(hot.size, end)

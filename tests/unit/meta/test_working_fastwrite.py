@@ -138,3 +138,39 @@ def test_fsync_makes_fast_writes_durable(env: Env) -> None:
     f = resolve(again, "f")
     assert again.getattr(f).size == 5 * K128
     assert again.read(f, 0, 5 * K128) == data
+
+
+def test_repeated_reads_of_local_blocks_are_planned_from_memory(
+    ws: WorkingState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ino = ws.create(ROOT, "f", 0o644).ino
+    data = stream(ws, ino, 0, 40)  # two blocks, both local
+    ws.seal_all()
+    plans: list[int] = []
+    full_plan = ws._plan_read
+    monkeypatch.setattr(ws, "_plan_read", lambda *a: plans.append(a[1]) or full_plan(*a))
+    got = b"".join(ws.read(ino, off, K128) for off in range(0, len(data), K128))
+    assert got == data
+    assert len(plans) <= 2, "every read ran the full plan"
+
+
+def test_reads_after_a_fast_write_see_the_new_size_and_bytes(ws: WorkingState) -> None:
+    ino = ws.create(ROOT, "f", 0o644).ino
+    stream(ws, ino, 0, 2)
+    assert ws.read(ino, 0, 4 * K128) == chunk(0) + chunk(1)  # remembered at 2 pieces
+    ws.getattr(ino)  # flushes the pending size with no other change
+    ws.write(ino, 2 * K128, chunk(2))  # fast path: the file grows in memory
+    ws.getattr(ino)
+    assert ws.read(ino, 0, 4 * K128) == chunk(0) + chunk(1) + chunk(2)
+    ws.write(ino, 0, b"new")
+    assert ws.read(ino, 0, 3) == b"new"
+
+
+def test_a_trimmed_local_copy_is_read_from_the_store(env: Env) -> None:
+    ws = env.open()
+    ino = ws.create(ROOT, "f", 0o644).ino
+    data = stream(ws, ino, 0, 32)
+    ws.commit("stored")
+    assert ws.read(ino, 0, B) == data  # remembered: the staged copy
+    assert ws.trim_staged(0) == B
+    assert ws.read(ino, 0, B) == data
