@@ -171,17 +171,7 @@ class Kube:
     # -- StagingVolumes ----------------------------------------------------------------
 
     def get_staging_volume(self, namespace: str, name: str) -> Obj | None:
-        return self._get(
-            STAGING_PLURAL,
-            namespace,
-            name,
-            self._custom.get_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            STAGING_PLURAL,
-            name,
-        )
+        return self._custom_get(STAGING_PLURAL, namespace, name)
 
     def list_staging_volumes(self, namespace: str | None) -> list[Obj]:
         """All StagingVolumes in ``namespace``, or in every namespace for ``None``."""

@@ -77,15 +77,9 @@ class FastWrites(Blocks):
 
     def _remember_hot(self, ino: int, size: int, dfiles: dict[int, int]) -> None:
         """After a full-path write (locked, as the operation's last step): remember it."""
-        generation = self._db.generation
-        if self._hot_generation != generation:
-            self._hot.clear()
-            self._hot_generation = generation
-        hot = self._hot.get(ino)
-        if hot is None:
-            self._hot[ino] = HotFile(size, size, dfiles)
-        else:  # (cannot happen today: the full path always bumps the generation)
-            hot.dfiles.update(dfiles)
+        # The full path always changed rows, so whatever was remembered is stale.
+        self._hot = {ino: HotFile(size, size, dfiles)}
+        self._hot_generation = self._db.generation
 
     def _fast_write(self, ino: int, offset: int, view: memoryview) -> bool | None:
         """Write ``view`` at ``offset`` without the database, if that is safe (locked).

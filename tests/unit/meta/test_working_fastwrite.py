@@ -174,3 +174,26 @@ def test_a_trimmed_local_copy_is_read_from_the_store(env: Env) -> None:
     assert ws.read(ino, 0, B) == data  # remembered: the staged copy
     assert ws.trim_staged(0) == B
     assert ws.read(ino, 0, B) == data
+
+
+def test_one_drain_seals_every_queued_block_in_one_transaction(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = env.open(background_seal=True)
+    files = [ws.create(ROOT, f"small{i}", 0o644).ino for i in range(20)]
+    for ino in files:
+        ws.write(ino, 0, b"x" * 100)
+    ws._sealer.shutdown(wait=True)  # type: ignore[union-attr]  # drain by hand below
+    ws._seal_queue = dict.fromkeys((ino, 0) for ino in files)
+    commits: list[str] = []
+    real_op = ws._db.op
+
+    def counting_op():  # type: ignore[no-untyped-def]
+        commits.append("op")
+        return real_op()
+
+    monkeypatch.setattr(ws._db, "op", counting_op)
+    ws._drain_seals()
+    assert len(commits) == 1
+    states = {int(r[0]) for r in ws._db.x("SELECT state FROM blocks")}
+    assert states == {blocks.SEALED}

@@ -213,3 +213,21 @@ def test_a_torn_content_object_is_replaced_not_trusted(store: LocalStore) -> Non
     store.put("heads/v", b"x", if_absent=True)
     with pytest.raises(PreconditionFailed):  # and other keys never compare sizes
         store.put("heads/v", b"longer", if_absent=True)
+
+
+def test_content_objects_take_their_etag_from_their_key(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's key names its content: no hashing of 4 MiB per put, head or list."""
+
+    def no_hashing(*args: object) -> str:
+        raise AssertionError("content object hashed for its etag")
+
+    monkeypatch.setattr(local, "_etag", no_hashing)
+    monkeypatch.setattr(local, "_etag_file", no_hashing)
+    digest = "ab" * 32
+    etag = store.put(f"chunks/ab/{digest}", b"data", if_absent=True)
+    assert etag == digest[:32]
+    assert store.head(f"chunks/ab/{digest}").etag == etag
+    assert [i.etag for i in store.list("chunks/")] == [etag]
+    assert store.get_with_etag(f"chunks/ab/{digest}") == (b"data", etag)
